@@ -1,3 +1,109 @@
-//! Temporary placeholder, replaced by the core.
-pub fn validate(_payload: &[u8]) -> Vec<u8> { br#"{"accepted":true}"#.to_vec() }
-pub fn validate_settings(_payload: &[u8]) -> Vec<u8> { br#"{"valid":true}"#.to_vec() }
+//! The pure core's front door: request bytes in, response bytes out. It runs
+//! the rules in the order of the spec and knows nothing of waPC.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::admission::{self, AdmissionRequest};
+use crate::plan::{Changes, Findings};
+use crate::pod::PodView;
+use crate::response::{Verdict, settings_verdict};
+use crate::settings::Settings;
+use crate::{convert, grace, hygiene, startup, typing};
+
+/// What hosts send to `validate`.
+#[derive(Deserialize)]
+struct ValidationPayload {
+    request: AdmissionRequest,
+    #[serde(default)]
+    settings: Value,
+}
+
+/// The waPC `validate` call. Never fails: a payload it cannot read is
+/// rejected with a message saying why.
+pub fn validate(payload: &[u8]) -> Vec<u8> {
+    match serde_json::from_slice::<ValidationPayload>(payload) {
+        Ok(payload) => evaluate(payload.request, &payload.settings),
+        Err(error) => Verdict::rejected(format!(
+            "sidecar-lifecycle-policy cannot read the admission request: {error}"
+        )),
+    }
+    .render()
+}
+
+/// The waPC `validate_settings` call: always `{"valid": ...}`.
+pub fn validate_settings(payload: &[u8]) -> Vec<u8> {
+    let result = serde_json::from_slice::<Value>(payload)
+        .map_err(|error| format!("settings are not valid JSON: {error}"))
+        .and_then(|settings| {
+            Settings::from_value(&settings)
+                .map(drop)
+                .map_err(|error| error.to_string())
+        });
+    settings_verdict(result)
+}
+
+/// Evaluates one admission request under the given settings.
+pub fn evaluate(mut request: AdmissionRequest, settings: &Value) -> Verdict {
+    let settings = match Settings::from_value(settings) {
+        Ok(settings) => settings,
+        Err(error) => return Verdict::rejected(format!("invalid settings: {error}")),
+    };
+    let workload = match admission::applicable(&request) {
+        Ok(workload) => workload,
+        Err(_skip) => return Verdict::untouched(),
+    };
+    if !request.object.is_object() {
+        return Verdict::rejected("object: must be a JSON object");
+    }
+    if let Some(kind) = request
+        .object
+        .get("kind")
+        .filter(|kind| kind.as_str() != Some(workload.kind))
+    {
+        return Verdict::rejected(format!(
+            "kind: the object is a {kind} but the request is for a {}",
+            workload.kind
+        ));
+    }
+
+    let view = match PodView::read(&request.object, workload) {
+        Ok(view) => view,
+        Err(problems) => {
+            return Verdict::Rejected {
+                problems: problems.iter().map(ToString::to_string).collect(),
+                warnings: Vec::new(),
+            };
+        }
+    };
+    let mut findings = Findings::default();
+    let typing = typing::classify(&view, &settings, &mut findings);
+    let (conversion, layout) = convert::plan(&view, &typing, &settings, &mut findings);
+    let startup_probes = startup::plan(&view, &layout, &settings, &mut findings);
+    let grace_period = grace::plan(&view, &layout, &settings, &mut findings);
+    hygiene::check(&layout, &mut findings);
+    let changes = Changes {
+        conversion,
+        startup_probes,
+        grace_period,
+    };
+
+    let Findings {
+        warnings,
+        violations,
+    } = findings;
+    if !violations.is_empty() {
+        return Verdict::Rejected {
+            problems: violations,
+            warnings,
+        };
+    }
+    if changes.is_empty() {
+        return Verdict::Accepted { warnings };
+    }
+    changes.apply(&mut request.object, workload.pod_spec);
+    Verdict::Mutated {
+        object: request.object,
+        warnings,
+    }
+}

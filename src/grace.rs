@@ -1,0 +1,339 @@
+//! SPEC §6: keep `terminationGracePeriodSeconds` (TGPS) coherent with what
+//! shutdown needs. On termination the kubelet runs every preStop hook at
+//! once, waits for the main containers, then stops the native sidecars one
+//! at a time in reverse order, all within the one TGPS budget:
+//!
+//!     needed = max(longest main preStop + appShutdownSeconds,
+//!                  longest native-sidecar preStop)
+//!              + native sidecars x sidecarShutdownSeconds
+
+use crate::convert::Layout;
+use crate::hooks::{pre_stop_seconds, sleep_action_seconds};
+use crate::plan::Findings;
+use crate::pod::{Container, DEFAULT_GRACE_SECONDS, PodView};
+use crate::settings::{GraceSettings, OnViolation, Settings};
+
+/// The budget a pod with native sidecars needs, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    pub seconds: u64,
+    pub explanation: String,
+}
+
+/// Computes the budget; `None` when the pod has no native sidecars, as
+/// `needed` applies only to those.
+pub fn budget(layout: &Layout, grace: &GraceSettings) -> Option<Budget> {
+    let sidecars = layout.native_sidecars.len() as u64;
+    if sidecars == 0 {
+        return None;
+    }
+    let main = longest_pre_stop(&layout.main);
+    let sidecar = longest_pre_stop(&layout.native_sidecars);
+    let app_part = main
+        .map_or(0, |(_, seconds)| seconds)
+        .saturating_add(grace.app_shutdown_seconds);
+    let sidecar_part = sidecar.map_or(0, |(_, seconds)| seconds);
+    let mut parts = Vec::new();
+    if app_part >= sidecar_part {
+        if let Some((name, seconds)) = main {
+            parts.push(format!("{name} preStop {seconds} s"));
+        }
+        if grace.app_shutdown_seconds > 0 {
+            parts.push(format!("appShutdownSeconds {}", grace.app_shutdown_seconds));
+        }
+    } else if let Some((name, seconds)) = sidecar {
+        parts.push(format!("sidecar {name} preStop {seconds} s"));
+    }
+    let each = grace.sidecar_shutdown_seconds;
+    parts.push(if sidecars == 1 {
+        format!("{each} s for 1 sidecar")
+    } else {
+        format!("{each} s for each of {sidecars} sidecars")
+    });
+    Some(Budget {
+        seconds: app_part
+            .max(sidecar_part)
+            .saturating_add(sidecars.saturating_mul(each)),
+        explanation: parts.join(" + "),
+    })
+}
+
+/// The container with the longest non-zero preStop, and its seconds.
+fn longest_pre_stop<'a>(containers: &[&Container<'a>]) -> Option<(&'a str, u64)> {
+    containers
+        .iter()
+        .map(|container| (container.name, pre_stop_seconds(container)))
+        .filter(|(_, seconds)| *seconds > 0)
+        .fold(None, |longest, candidate| match longest {
+            Some((_, seconds)) if seconds >= candidate.1 => longest,
+            _ => Some(candidate),
+        })
+}
+
+/// Plans the new TGPS, if it must change; conflicts and `reject` mode become
+/// violations with the arithmetic in them.
+pub fn plan(
+    view: &PodView,
+    layout: &Layout,
+    settings: &Settings,
+    findings: &mut Findings,
+) -> Option<u64> {
+    let grace = &settings.termination_grace_period;
+    let field = format!("{}.terminationGracePeriodSeconds", view.spec_path);
+    let current = view.grace_period.unwrap_or(DEFAULT_GRACE_SECONDS);
+    let shown = |seconds: Option<u64>| {
+        seconds.map_or_else(
+            || format!("unset ({DEFAULT_GRACE_SECONDS})"),
+            |s| s.to_string(),
+        )
+    };
+    let budget = budget(layout, grace);
+
+    if let (Some(budget), Some(max)) = (&budget, grace.max_seconds)
+        && budget.seconds > max
+    {
+        findings.violation(format!(
+            "{field}: the pod needs {} s to shut down ({}), above terminationGracePeriod.maxSeconds {max}; \
+             shorten the preStop hooks or run fewer sidecars",
+            budget.seconds, budget.explanation
+        ));
+        return None;
+    }
+
+    let needed = budget.as_ref().map_or(0, |budget| budget.seconds);
+    let min = grace.min_seconds.unwrap_or(0);
+    let (target, reason) = if current < needed.max(min) {
+        let reason = match &budget {
+            Some(budget) if needed >= min => budget.explanation.clone(),
+            _ => format!("terminationGracePeriod.minSeconds {min}"),
+        };
+        (needed.max(min), reason)
+    } else if let Some(max) = grace.max_seconds.filter(|max| current > *max) {
+        (max, format!("terminationGracePeriod.maxSeconds {max}"))
+    } else {
+        return None;
+    };
+    let verb = if target > current {
+        "raised"
+    } else {
+        "lowered"
+    };
+
+    if grace.on_violation == OnViolation::Reject {
+        let bound = if target > current {
+            "at least"
+        } else {
+            "at most"
+        };
+        findings.violation(format!(
+            "{field} is {} but must be {bound} {target} ({reason}); set it to {target}",
+            shown(view.grace_period)
+        ));
+        return None;
+    }
+    if let Some(conflict) = sleep_above(view, target) {
+        findings.violation(format!(
+            "{conflict} is above the {target} s the policy would set {field} to ({reason}); lower the sleep"
+        ));
+        return None;
+    }
+    findings.warn(format!(
+        "{verb} terminationGracePeriodSeconds {} -> {target}: {reason}",
+        shown(view.grace_period)
+    ));
+    Some(target)
+}
+
+/// The first preStop or postStart `sleep.seconds` above `limit`, on any
+/// container: the API server rejects a sleep longer than the grace period.
+fn sleep_above(view: &PodView, limit: u64) -> Option<String> {
+    view.all_containers().find_map(|container| {
+        ["preStop", "postStart"].into_iter().find_map(|hook| {
+            let seconds = sleep_action_seconds(container.hook(hook)?)?;
+            (seconds > limit)
+                .then(|| format!("{} {hook} sleep.seconds {seconds}", view.locate(container)))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::{GroupVersionKind, workload_of};
+    use crate::convert;
+    use crate::typing::classify;
+    use serde_json::{Value, json};
+
+    /// Runs typing, conversion and the grace rule on a pod spec.
+    fn grace(spec: Value, settings: Value) -> (Option<u64>, Findings) {
+        let pod = json!({"spec": spec});
+        let workload = workload_of(&GroupVersionKind {
+            group: String::new(),
+            kind: "Pod".into(),
+        })
+        .unwrap();
+        let view = PodView::read(&pod, workload).unwrap();
+        let settings = Settings::from_value(&settings).unwrap();
+        let mut findings = Findings::default();
+        let typing = classify(&view, &settings, &mut findings);
+        let (_, layout) = convert::plan(&view, &typing, &settings, &mut findings);
+        findings.warnings.clear();
+        let planned = plan(&view, &layout, &settings, &mut findings);
+        (planned, findings)
+    }
+
+    fn sleeping(name: &str, seconds: u64) -> Value {
+        json!({"name": name, "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", format!("sleep {seconds}")]}}}})
+    }
+
+    #[test]
+    fn each_sidecar_adds_its_share_after_the_longest_app_pre_stop() {
+        let spec = json!({"containers": [sleeping("orders", 20), {"name": "istio-proxy"}, {"name": "vault-agent"}, {"name": "cloud-sql-proxy"}]});
+        let (planned, findings) = grace(spec, json!({}));
+        assert_eq!(planned, Some(35));
+        assert_eq!(
+            findings.warnings,
+            [
+                "raised terminationGracePeriodSeconds unset (30) -> 35: orders preStop 20 s + 5 s for each of 3 sidecars"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_longer_sidecar_pre_stop_sets_the_base() {
+        let spec = json!({"terminationGracePeriodSeconds": 10, "containers": [sleeping("app", 5)],
+            "initContainers": [{"name": "envoy", "restartPolicy": "Always",
+                "lifecycle": {"preStop": {"sleep": {"seconds": 15}}}}]});
+        let (planned, findings) = grace(
+            spec,
+            json!({"terminationGracePeriod": {"sidecarShutdownSeconds": 2}}),
+        );
+        assert_eq!(planned, Some(17));
+        assert_eq!(
+            findings.warnings,
+            [
+                "raised terminationGracePeriodSeconds 10 -> 17: sidecar envoy preStop 15 s + 2 s for 1 sidecar"
+            ]
+        );
+    }
+
+    #[test]
+    fn app_shutdown_seconds_extend_the_main_containers() {
+        let spec = json!({"terminationGracePeriodSeconds": 30, "containers": [sleeping("app", 10), {"name": "daprd"}]});
+        let (planned, findings) = grace(
+            spec,
+            json!({"terminationGracePeriod": {"appShutdownSeconds": 25}}),
+        );
+        assert_eq!(planned, Some(40));
+        assert!(
+            findings.warnings[0]
+                .ends_with("app preStop 10 s + appShutdownSeconds 25 + 5 s for 1 sidecar")
+        );
+    }
+
+    #[test]
+    fn enough_grace_changes_nothing() {
+        let spec = json!({"terminationGracePeriodSeconds": 30, "containers": [sleeping("app", 20), {"name": "linkerd-proxy"}]});
+        assert_eq!(grace(spec, json!({})).0, None);
+        // No native sidecars: `needed` does not apply.
+        let spec = json!({"terminationGracePeriodSeconds": 5, "containers": [sleeping("app", 20)]});
+        assert_eq!(grace(spec, json!({})).0, None);
+    }
+
+    #[test]
+    fn legacy_sidecars_left_by_warn_count_as_main_containers() {
+        let spec = json!({"terminationGracePeriodSeconds": 5, "containers": [{"name": "app"}, sleeping("istio-proxy", 40)],
+            "initContainers": [{"name": "vault-agent", "restartPolicy": "Always"}]});
+        let (planned, _) = grace(spec, json!({"legacySidecars": "warn"}));
+        assert_eq!(planned, Some(45));
+    }
+
+    #[test]
+    fn bounds_apply_to_every_pod() {
+        let spec = json!({"terminationGracePeriodSeconds": 10, "containers": [{"name": "app"}]});
+        let (planned, findings) = grace(
+            spec.clone(),
+            json!({"terminationGracePeriod": {"minSeconds": 20}}),
+        );
+        assert_eq!(planned, Some(20));
+        assert_eq!(
+            findings.warnings,
+            ["raised terminationGracePeriodSeconds 10 -> 20: terminationGracePeriod.minSeconds 20"]
+        );
+        let spec = json!({"containers": [{"name": "app"}]});
+        let (planned, findings) =
+            grace(spec, json!({"terminationGracePeriod": {"maxSeconds": 20}}));
+        assert_eq!(planned, Some(20));
+        assert_eq!(
+            findings.warnings,
+            [
+                "lowered terminationGracePeriodSeconds unset (30) -> 20: terminationGracePeriod.maxSeconds 20"
+            ]
+        );
+    }
+
+    #[test]
+    fn reject_mode_explains_the_arithmetic() {
+        let spec = json!({"terminationGracePeriodSeconds": 25, "containers": [sleeping("orders", 20), {"name": "istio-proxy"}, {"name": "daprd"}]});
+        let (planned, findings) = grace(
+            spec,
+            json!({"terminationGracePeriod": {"onViolation": "reject"}}),
+        );
+        assert_eq!(planned, None);
+        assert_eq!(
+            findings.violations,
+            [
+                "spec.terminationGracePeriodSeconds is 25 but must be at least 30 (orders preStop 20 s + 5 s for each of 2 sidecars); set it to 30"
+            ]
+        );
+        let spec = json!({"terminationGracePeriodSeconds": 90, "containers": [{"name": "app"}]});
+        let (_, findings) = grace(
+            spec,
+            json!({"terminationGracePeriod": {"onViolation": "reject", "maxSeconds": 60}}),
+        );
+        assert_eq!(
+            findings.violations,
+            [
+                "spec.terminationGracePeriodSeconds is 90 but must be at most 60 (terminationGracePeriod.maxSeconds 60); set it to 60"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_budget_above_the_maximum_is_rejected_not_adjusted() {
+        let spec = json!({"terminationGracePeriodSeconds": 60, "containers": [sleeping("app", 58), {"name": "istio-proxy"}]});
+        let (planned, findings) =
+            grace(spec, json!({"terminationGracePeriod": {"maxSeconds": 60}}));
+        assert_eq!(planned, None);
+        assert!(findings.violations[0].contains("needs 63 s to shut down (app preStop 58 s + 5 s for 1 sidecar), above terminationGracePeriod.maxSeconds 60"));
+    }
+
+    #[test]
+    fn a_sleep_longer_than_the_new_grace_period_is_rejected() {
+        let spec = json!({"containers": [{"name": "app", "lifecycle": {"preStop": {"sleep": {"seconds": 120}}}}, {"name": "linkerd-proxy"}]});
+        let (planned, findings) =
+            grace(spec, json!({"terminationGracePeriod": {"maxSeconds": 60}}));
+        assert_eq!(planned, None);
+        assert_eq!(findings.violations.len(), 1);
+        let spec = json!({"terminationGracePeriodSeconds": 90, "containers": [{"name": "app",
+            "lifecycle": {"postStart": {"sleep": {"seconds": 75}}}}]});
+        let (planned, findings) =
+            grace(spec, json!({"terminationGracePeriod": {"maxSeconds": 60}}));
+        assert_eq!(planned, None);
+        assert_eq!(
+            findings.violations,
+            [
+                "spec.containers[0] (app) postStart sleep.seconds 75 is above the 60 s the policy would set \
+              spec.terminationGracePeriodSeconds to (terminationGracePeriod.maxSeconds 60); lower the sleep"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_object_whose_grace_is_kept_is_left_to_the_api_server() {
+        let spec = json!({"terminationGracePeriodSeconds": 30, "containers": [{"name": "app",
+            "lifecycle": {"postStart": {"sleep": {"seconds": 75}}}}]});
+        let (planned, findings) = grace(spec, json!({}));
+        assert_eq!((planned, findings.violations.len()), (None, 0));
+    }
+}

@@ -1,0 +1,253 @@
+//! What the rules decide, and the one place that writes it into the object.
+//! Rules only read the pod view and add to the plan; `apply` changes the raw
+//! JSON in place, so every field the policy does not own stays as it came.
+
+use serde_json::{Map, Value};
+
+use crate::pod::List;
+
+/// Warnings and violations, in the order the rules found them.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub warnings: Vec<String>,
+    pub violations: Vec<String>,
+}
+
+impl Findings {
+    pub fn warn(&mut self, warning: String) {
+        self.warnings.push(warning);
+    }
+
+    pub fn violation(&mut self, violation: String) {
+        self.violations.push(violation);
+    }
+}
+
+/// Legacy sidecars to move from `spec.containers` to `spec.initContainers`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Conversion {
+    /// Indices in `spec.containers`, ascending.
+    pub moved: Vec<usize>,
+    /// Where in the original `spec.initContainers` they go, in their order.
+    pub insert_at: usize,
+}
+
+/// A startupProbe to add to the container at `list[index]` of the request.
+#[derive(Debug)]
+pub struct StartupProbe {
+    pub list: List,
+    pub index: usize,
+    pub probe: Value,
+}
+
+/// Every change the rules planned for the pod spec.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub conversion: Option<Conversion>,
+    pub startup_probes: Vec<StartupProbe>,
+    pub grace_period: Option<u64>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.conversion.is_none() && self.startup_probes.is_empty() && self.grace_period.is_none()
+    }
+
+    /// Writes the changes into the pod spec at `pod_spec` (a JSON pointer)
+    /// and removes `lifecycle.type` from every container, as a mutated object
+    /// never carries the marker (SPEC §4).
+    pub fn apply(self, object: &mut Value, pod_spec: &str) {
+        let Some(Value::Object(spec)) = object.pointer_mut(pod_spec) else {
+            return;
+        };
+        // Probes first: they address containers by their place in the request.
+        for StartupProbe { list, index, probe } in self.startup_probes {
+            if let Some(Value::Object(container)) =
+                list_mut(spec, list).and_then(|list| list.get_mut(index))
+            {
+                container.insert("startupProbe".to_string(), probe);
+            }
+        }
+        if let Some(conversion) = self.conversion {
+            convert(spec, &conversion);
+        }
+        if let Some(seconds) = self.grace_period {
+            spec.insert(
+                "terminationGracePeriodSeconds".to_string(),
+                Value::from(seconds),
+            );
+        }
+        for list in [List::InitContainers, List::Containers] {
+            for container in list_mut(spec, list).into_iter().flatten() {
+                remove_lifecycle_type(container);
+            }
+        }
+    }
+}
+
+fn list_mut(spec: &mut Map<String, Value>, list: List) -> Option<&mut Vec<Value>> {
+    spec.get_mut(list.key()).and_then(Value::as_array_mut)
+}
+
+fn convert(spec: &mut Map<String, Value>, conversion: &Conversion) {
+    let Some(containers) = list_mut(spec, List::Containers) else {
+        return;
+    };
+    let mut is_moved = vec![false; containers.len()];
+    for &index in &conversion.moved {
+        if let Some(flag) = is_moved.get_mut(index) {
+            *flag = true;
+        }
+    }
+    let mut moved = Vec::with_capacity(conversion.moved.len());
+    let mut kept = Vec::with_capacity(containers.len());
+    for (container, is_moved) in std::mem::take(containers).into_iter().zip(is_moved) {
+        if is_moved {
+            moved.push(container);
+        } else {
+            kept.push(container);
+        }
+    }
+    *containers = kept;
+    for container in &mut moved {
+        if let Value::Object(fields) = container {
+            fields.insert("restartPolicy".to_string(), Value::from("Always"));
+        }
+    }
+    let init = spec
+        .entry(List::InitContainers.key())
+        .and_modify(|list| {
+            if list.is_null() {
+                *list = Value::Array(Vec::new());
+            }
+        })
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(init) = init {
+        let at = conversion.insert_at.min(init.len());
+        init.splice(at..at, moved);
+    }
+}
+
+/// Drops `lifecycle.type`, and the `lifecycle` it leaves empty.
+fn remove_lifecycle_type(container: &mut Value) {
+    let Value::Object(fields) = container else {
+        return;
+    };
+    let emptied = match fields.get_mut("lifecycle") {
+        Some(Value::Object(lifecycle)) => {
+            lifecycle.remove("type").is_some() && lifecycle.is_empty()
+        }
+        _ => false,
+    };
+    if emptied {
+        fields.remove("lifecycle");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names(spec: &Value, list: &str) -> Vec<String> {
+        spec[list]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|c| c["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn conversion_moves_in_order_to_the_insertion_point() {
+        let mut pod = json!({"spec": {
+            "initContainers": [{"name": "istio-init"}, {"name": "db-migrate"}],
+            "containers": [{"name": "vault-agent"}, {"name": "app"}, {"name": "istio-proxy", "ports": [{"containerPort": 15090}]}]}});
+        let changes = Changes {
+            conversion: Some(Conversion {
+                moved: vec![0, 2],
+                insert_at: 1,
+            }),
+            ..Changes::default()
+        };
+        changes.apply(&mut pod, "/spec");
+        assert_eq!(
+            names(&pod["spec"], "initContainers"),
+            ["istio-init", "vault-agent", "istio-proxy", "db-migrate"]
+        );
+        assert_eq!(names(&pod["spec"], "containers"), ["app"]);
+        assert_eq!(
+            pod["spec"]["initContainers"][2],
+            json!({"name": "istio-proxy", "restartPolicy": "Always", "ports": [{"containerPort": 15090}]})
+        );
+        assert!(
+            pod["spec"]["initContainers"][0]
+                .get("restartPolicy")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn conversion_creates_init_containers_when_absent_or_null() {
+        for init in [None, Some(Value::Null)] {
+            let mut pod = json!({"spec": {"containers": [{"name": "app"}, {"name": "daprd"}]}});
+            if let Some(init) = init {
+                pod["spec"]["initContainers"] = init;
+            }
+            Changes {
+                conversion: Some(Conversion {
+                    moved: vec![1],
+                    insert_at: 0,
+                }),
+                ..Changes::default()
+            }
+            .apply(&mut pod, "/spec");
+            assert_eq!(names(&pod["spec"], "initContainers"), ["daprd"]);
+        }
+    }
+
+    #[test]
+    fn probes_address_containers_where_the_request_had_them() {
+        let mut pod = json!({"spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]}});
+        Changes {
+            conversion: Some(Conversion {
+                moved: vec![1],
+                insert_at: 0,
+            }),
+            startup_probes: vec![StartupProbe {
+                list: List::Containers,
+                index: 1,
+                probe: json!({"tcpSocket": {"port": 15021}}),
+            }],
+            grace_period: Some(45),
+        }
+        .apply(&mut pod, "/spec");
+        assert_eq!(
+            pod["spec"]["initContainers"][0]["startupProbe"],
+            json!({"tcpSocket": {"port": 15021}})
+        );
+        assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], json!(45));
+    }
+
+    #[test]
+    fn lifecycle_type_is_removed_and_an_emptied_lifecycle_with_it() {
+        let mut pod = json!({"spec": {"containers": [
+            {"name": "a", "lifecycle": {"type": "Standard"}},
+            {"name": "b", "lifecycle": {"type": "Sidecar", "preStop": {"sleep": {"seconds": 5}}}},
+            {"name": "c", "lifecycle": {}}]}});
+        Changes {
+            grace_period: Some(30),
+            ..Changes::default()
+        }
+        .apply(&mut pod, "/spec");
+        let containers = &pod["spec"]["containers"];
+        assert_eq!(containers[0], json!({"name": "a"}));
+        assert_eq!(
+            containers[1],
+            json!({"name": "b", "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}})
+        );
+        assert_eq!(containers[2], json!({"name": "c", "lifecycle": {}}));
+    }
+}
