@@ -47,7 +47,7 @@ pub fn plan<'v, 'a>(
         let convertible = !container.sets_own_restart_policy();
         match settings.legacy_sidecars {
             LegacySidecars::Convert if convertible => {
-                findings.warn(format!(
+                findings.changed(format!(
                     "{name}: converted to a native sidecar in initContainers ({})",
                     reason.describe(settings)
                 ));
@@ -100,8 +100,6 @@ fn insertion_point(view: &PodView, settings: &Settings) -> usize {
     while init.get(at).is_some_and(Container::is_native_sidecar) {
         at += 1;
     }
-    // Positions in the view are positions in the request: every entry of
-    // initContainers is an object with a name, or the request was malformed.
     at
 }
 
@@ -218,9 +216,9 @@ mod tests {
         );
         assert_eq!(planned.main, ["web"]);
         assert_eq!(planned.native, ["linkerd-proxy", "vault-agent"]);
-        assert_eq!(planned.findings.warnings.len(), 2);
+        assert_eq!(planned.findings.warnings().len(), 2);
         assert!(
-            planned.findings.warnings[0]
+            planned.findings.warnings()[0]
                 .starts_with("linkerd-proxy: converted to a native sidecar")
         );
     }
@@ -245,7 +243,7 @@ mod tests {
             assert_eq!(planned.conversion, None);
             assert_eq!(planned.main, ["app", "istio-proxy"]);
             assert_eq!(planned.legacy, ["istio-proxy"]);
-            assert!(planned.findings.warnings[0].contains("sets its own restartPolicy"));
+            assert!(planned.findings.warnings()[0].contains("sets its own restartPolicy"));
         }
     }
 
@@ -281,7 +279,7 @@ mod tests {
         );
         assert_eq!(planned.conversion, None);
         assert_eq!(planned.main, ["migrate", "cloud-sql-proxy"]);
-        assert!(!planned.findings.warnings[0].contains("Job"));
+        assert!(!planned.findings.warnings()[0].contains("Job"));
         let job_owned = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "migrate", "controller": true}]);
         let planned = plan_pod(
             Value::Null,
@@ -289,6 +287,6 @@ mod tests {
             json!({"legacySidecars": "warn"}),
             job_owned,
         );
-        assert!(planned.findings.warnings[0].contains("the Job will never complete"));
+        assert!(planned.findings.warnings()[0].contains("the Job will never complete"));
     }
 }

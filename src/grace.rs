@@ -137,7 +137,7 @@ pub fn plan(
         ));
         return None;
     }
-    findings.warn(format!(
+    findings.changed(format!(
         "{verb} terminationGracePeriodSeconds {} -> {target}: {reason}",
         shown(view.grace_period)
     ));
@@ -177,7 +177,7 @@ mod tests {
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);
         let (_, layout) = convert::plan(&view, &typing, &settings, &mut findings);
-        findings.warnings.clear();
+        let mut findings = Findings::default();
         let planned = plan(&view, &layout, &settings, &mut findings);
         (planned, findings)
     }
@@ -192,7 +192,7 @@ mod tests {
         let (planned, findings) = grace(spec, json!({}));
         assert_eq!(planned, Some(35));
         assert_eq!(
-            findings.warnings,
+            findings.warnings(),
             [
                 "raised terminationGracePeriodSeconds unset (30) -> 35: orders preStop 20 s + 5 s for each of 3 sidecars"
             ]
@@ -210,7 +210,7 @@ mod tests {
         );
         assert_eq!(planned, Some(17));
         assert_eq!(
-            findings.warnings,
+            findings.warnings(),
             [
                 "raised terminationGracePeriodSeconds 10 -> 17: sidecar envoy preStop 15 s + 2 s for 1 sidecar"
             ]
@@ -226,7 +226,7 @@ mod tests {
         );
         assert_eq!(planned, Some(40));
         assert!(
-            findings.warnings[0]
+            findings.warnings()[0]
                 .ends_with("app preStop 10 s + appShutdownSeconds 25 + 5 s for 1 sidecar")
         );
     }
@@ -257,7 +257,7 @@ mod tests {
         );
         assert_eq!(planned, Some(20));
         assert_eq!(
-            findings.warnings,
+            findings.warnings(),
             ["raised terminationGracePeriodSeconds 10 -> 20: terminationGracePeriod.minSeconds 20"]
         );
         let spec = json!({"containers": [{"name": "app"}]});
@@ -265,7 +265,7 @@ mod tests {
             grace(spec, json!({"terminationGracePeriod": {"maxSeconds": 20}}));
         assert_eq!(planned, Some(20));
         assert_eq!(
-            findings.warnings,
+            findings.warnings(),
             [
                 "lowered terminationGracePeriodSeconds unset (30) -> 20: terminationGracePeriod.maxSeconds 20"
             ]

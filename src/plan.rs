@@ -9,17 +9,53 @@ use crate::pod::List;
 /// Warnings and violations, in the order the rules found them.
 #[derive(Debug, Default)]
 pub struct Findings {
-    pub warnings: Vec<String>,
+    warnings: Vec<Warning>,
     pub violations: Vec<String>,
 }
 
+#[derive(Debug)]
+struct Warning {
+    text: String,
+    /// Says what the policy changed: true only if the change is returned.
+    reports_change: bool,
+}
+
 impl Findings {
-    pub fn warn(&mut self, warning: String) {
-        self.warnings.push(warning);
+    /// Something the user should know, whatever the verdict.
+    pub fn warn(&mut self, text: String) {
+        self.warnings.push(Warning {
+            text,
+            reports_change: false,
+        });
+    }
+
+    /// A planned change; said only when the mutated object is returned.
+    pub fn changed(&mut self, text: String) {
+        self.warnings.push(Warning {
+            text,
+            reports_change: true,
+        });
     }
 
     pub fn violation(&mut self, violation: String) {
         self.violations.push(violation);
+    }
+
+    pub fn warnings(&self) -> Vec<&str> {
+        self.warnings
+            .iter()
+            .map(|warning| warning.text.as_str())
+            .collect()
+    }
+
+    /// The warnings to send with the verdict: a rejected request changes
+    /// nothing, so it is not told about changes.
+    pub fn into_warnings(self, rejected: bool) -> Vec<String> {
+        self.warnings
+            .into_iter()
+            .filter(|warning| !(rejected && warning.reports_change))
+            .map(|warning| warning.text)
+            .collect()
     }
 }
 

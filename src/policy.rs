@@ -88,16 +88,14 @@ pub fn evaluate(mut request: AdmissionRequest, settings: &Value) -> Verdict {
         grace_period,
     };
 
-    let Findings {
-        warnings,
-        violations,
-    } = findings;
-    if !violations.is_empty() {
+    if !findings.violations.is_empty() {
+        let problems = std::mem::take(&mut findings.violations);
         return Verdict::Rejected {
-            problems: violations,
-            warnings,
+            problems,
+            warnings: findings.into_warnings(true),
         };
     }
+    let warnings = findings.into_warnings(false);
     if changes.is_empty() {
         return Verdict::Accepted { warnings };
     }

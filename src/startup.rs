@@ -32,7 +32,7 @@ pub fn plan(
                 };
                 let (probe, failure_threshold) = derive(readiness, settings.startup_probe_window_seconds);
                 let window = probe_period(readiness) * failure_threshold;
-                findings.warn(format!(
+                findings.changed(format!(
                     "{}: startupProbe derived from its readinessProbe ({failure_threshold} x {} s = {window} s to start)",
                     sidecar.name,
                     probe_period(readiness),

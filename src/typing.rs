@@ -190,9 +190,9 @@ mod tests {
             [None, Some(Reason::Annotation), Some(Reason::Annotation)]
         );
         // vault-agent is a native sidecar already: silent. istio-init is not a sidecar.
-        assert_eq!(findings.warnings.len(), 2, "{:?}", findings.warnings);
-        assert!(findings.warnings[0].contains("\"audit-tap\""));
-        assert!(findings.warnings[1].contains("\"istio-init\""));
+        assert_eq!(findings.warnings().len(), 2, "{:?}", findings.warnings());
+        assert!(findings.warnings()[0].contains("\"audit-tap\""));
+        assert!(findings.warnings()[1].contains("\"istio-init\""));
     }
 
     #[test]
