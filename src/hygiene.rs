@@ -16,7 +16,7 @@ pub fn check(layout: &Layout, findings: &mut Findings) {
     for sidecar in layout.native_sidecars.iter().chain(&layout.legacy_sidecars) {
         if let Some(trigger) = sidecar.hook("preStop").and_then(early_exit) {
             findings.warn(format!(
-                "{}: preStop runs {trigger}, so the sidecar exits before the app; this defeats ordered shutdown",
+                "{}: preStop calls {trigger}, so the sidecar exits before the app: defeats ordered shutdown",
                 sidecar.name
             ));
         }
@@ -26,13 +26,16 @@ pub fn check(layout: &Layout, findings: &mut Findings) {
 /// What in the hook makes the sidecar exit early, if anything.
 fn early_exit(hook: &Value) -> Option<String> {
     if let Some(command) = exec_command(hook) {
-        let mut words = command
+        for word in command
             .iter()
-            .flat_map(|argument| argument.split_whitespace());
-        if let Some(word) = words.find(|word| {
-            EARLY_EXIT_PATHS.iter().any(|path| word.contains(path)) || KILL_COMMANDS.contains(word)
-        }) {
-            return Some(format!("{word:?}"));
+            .flat_map(|argument| argument.split_whitespace())
+        {
+            if let Some(path) = EARLY_EXIT_PATHS.iter().find(|path| word.contains(*path)) {
+                return Some((*path).to_string());
+            }
+            if KILL_COMMANDS.contains(&word) {
+                return Some(word.to_string());
+            }
         }
     }
     let path = hook.get("httpGet")?.get("path")?.as_str()?;
@@ -61,7 +64,7 @@ mod tests {
                 "http://127.0.0.1:15020/quitquitquit"
             ])
             .as_deref(),
-            Some("\"http://127.0.0.1:15020/quitquitquit\"")
+            Some("quitquitquit")
         );
         assert!(
             exec(&[
@@ -73,7 +76,7 @@ mod tests {
         );
         assert_eq!(
             exec(&["/bin/sh", "-c", "kill -TERM 1"]).as_deref(),
-            Some("\"kill\"")
+            Some("kill")
         );
         assert!(exec(&["pkill", "envoy"]).is_some());
         assert!(exec(&["killall", "-q", "vault"]).is_some());

@@ -121,7 +121,7 @@ fn annotated_names<'a>(
             && reported.insert(name)
         {
             findings.warn(format!(
-                "annotation {key} names {name:?}, which is neither a container nor a native sidecar here; ignored"
+                "annotation {key}: {name:?} is not a container or native sidecar of this pod; ignored"
             ));
         }
     }
