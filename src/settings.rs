@@ -115,6 +115,27 @@ impl fmt::Display for SettingsError {
     }
 }
 
+/// Every key the settings accept, by level: the packaging tests check that
+/// questions-ui.yml and the README offer exactly these.
+pub const SETTING_KEYS: &[&str] = &[
+    "sidecars",
+    "builtinSidecars",
+    "sidecarAnnotation",
+    "legacySidecars",
+    "setupInitContainers",
+    "startupProbe",
+    "startupProbeWindowSeconds",
+    "terminationGracePeriod",
+];
+pub const MATCHER_KEYS: &[&str] = &["name", "image"];
+pub const GRACE_KEYS: &[&str] = &[
+    "minSeconds",
+    "maxSeconds",
+    "sidecarShutdownSeconds",
+    "appShutdownSeconds",
+    "onViolation",
+];
+
 /// The largest number of seconds Kubernetes stores (int64).
 const MAX_SECONDS: u64 = i64::MAX as u64;
 
@@ -128,16 +149,7 @@ impl Settings {
             Value::Object(map) => Object::new(map, ""),
             _ => return Err(error("", "must be a JSON object")),
         };
-        root.reject_unknown_keys(&[
-            "sidecars",
-            "builtinSidecars",
-            "sidecarAnnotation",
-            "legacySidecars",
-            "setupInitContainers",
-            "startupProbe",
-            "startupProbeWindowSeconds",
-            "terminationGracePeriod",
-        ])?;
+        root.reject_unknown_keys(SETTING_KEYS)?;
         if let Some(list) = root.array("sidecars")? {
             settings.sidecars = list
                 .iter()
@@ -193,7 +205,7 @@ fn parse_matcher(value: &Value, path: &str) -> Result<Matcher, SettingsError> {
         return Err(error(path, "must be an object with `name` and/or `image`"));
     };
     let matcher = Object::new(map, path);
-    matcher.reject_unknown_keys(&["name", "image"])?;
+    matcher.reject_unknown_keys(MATCHER_KEYS)?;
     let name = matcher.glob("name")?;
     let image = matcher.glob("image")?;
     if name.is_none() && image.is_none() {
@@ -203,13 +215,7 @@ fn parse_matcher(value: &Value, path: &str) -> Result<Matcher, SettingsError> {
 }
 
 fn parse_grace(grace: &Object) -> Result<GraceSettings, SettingsError> {
-    grace.reject_unknown_keys(&[
-        "minSeconds",
-        "maxSeconds",
-        "sidecarShutdownSeconds",
-        "appShutdownSeconds",
-        "onViolation",
-    ])?;
+    grace.reject_unknown_keys(GRACE_KEYS)?;
     let mut settings = GraceSettings {
         min_seconds: grace.seconds("minSeconds")?,
         max_seconds: grace.seconds("maxSeconds")?,
