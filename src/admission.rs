@@ -187,9 +187,9 @@ pub fn applicable(request: &AdmissionRequest) -> Result<Workload, Skip> {
         if workload.kind == "Job" {
             return Err(Skip::JobUpdate);
         }
-        let template = |object: &Value| object.pointer(workload.template).cloned();
         if !request.old_object.is_null()
-            && template(&request.object) == template(&request.old_object)
+            && request.object.pointer(workload.template)
+                == request.old_object.pointer(workload.template)
         {
             return Err(Skip::TemplateUnchanged);
         }
