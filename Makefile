@@ -4,6 +4,8 @@
 #   make test            every test: rustfmt check, clippy, e2e.bats (skipped
 #                        without kwctl), unit, Wasm host and property tests
 #   make e2e-tests       bats e2e.bats against the annotated module (needs kwctl, bats)
+#   make release-e2e-tests  annotate, push to a local registry, pull, run from
+#                        registry:// and serve through policy-server (e2e-release.bats)
 #   make push REGISTRY=ghcr.io/sidecar-lifecycle
 #   make artifacthub     regenerate artifacthub-pkg.yml (needs kwctl)
 
@@ -63,6 +65,18 @@ e2e-tests: annotated-policy.wasm
 	@command -v $(BATS) >/dev/null 2>&1 || { \
 		echo "bats is not installed: see https://bats-core.readthedocs.io/en/stable/installation.html" >&2; exit 1; }
 	$(BATS) e2e.bats
+
+# The release path outside CI (e2e-release.bats): annotate policy.wasm, push it
+# to an OCI registry started on 127.0.0.1, pull it, run it from registry:// and
+# serve it through policy-server. Needs kwctl, policy-server, docker-registry
+# (or distribution's registry), curl, jq and bats; E2E_RELEASE_STRICT=1 turns
+# the skip of a test whose tool is missing into a failure.
+.PHONY: release-e2e-tests
+release-e2e-tests: policy.wasm
+	$(REQUIRE_KWCTL)
+	@command -v $(BATS) >/dev/null 2>&1 || { \
+		echo "bats is not installed: see https://bats-core.readthedocs.io/en/stable/installation.html" >&2; exit 1; }
+	KWCTL=$(KWCTL) POLICY_WASM=$(CURDIR)/policy.wasm E2E_RELEASE_STRICT=1 $(BATS) e2e-release.bats
 
 .PHONY: check-version
 check-version:

@@ -59,9 +59,10 @@ pub fn plan<'v, 'a>(
                 "{name}: sets its own restartPolicy, so it stays a regular container (not converted)"
             )),
             LegacySidecars::Reject => findings.violation(format!(
-                "{} is a sidecar ({}) declared as a regular container: declare it in {}.initContainers with restartPolicy: Always",
+                "{} is a sidecar ({}) declared as a regular container{}: declare it in {}.initContainers with restartPolicy: Always",
                 view.locate(container),
                 reason.describe(settings),
+                if convertible { "" } else { " with its own restart policy" },
                 view.spec_path,
             )),
             LegacySidecars::Warn if view.runs_to_completion => findings.warn(format!(
@@ -266,6 +267,10 @@ mod tests {
                 .ends_with("spec.initContainers with restartPolicy: Always")
         );
         assert!(planned.findings.violations[1].starts_with("spec.containers[2] (daprd)"));
+        assert!(
+            planned.findings.violations[1]
+                .contains("regular container with its own restart policy: declare it")
+        );
     }
 
     #[test]
