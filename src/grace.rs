@@ -10,7 +10,7 @@
 use crate::convert::Layout;
 use crate::hooks::{pre_stop_seconds, sleep_action_seconds};
 use crate::plan::Findings;
-use crate::pod::{Container, DEFAULT_GRACE_SECONDS, PodView};
+use crate::pod::{Container, DEFAULT_GRACE_SECONDS, MAX_SECONDS, PodView};
 use crate::settings::{GraceSettings, OnViolation, Settings};
 
 /// The budget a pod with native sidecars needs, and why.
@@ -89,6 +89,16 @@ pub fn plan(
     };
     let budget = budget(layout, grace);
 
+    if let Some(budget) = &budget
+        && budget.seconds > MAX_SECONDS
+    {
+        findings.violation(format!(
+            "{field}: the pod needs {} s to shut down ({}), more than Kubernetes can store; \
+             lower terminationGracePeriod.sidecarShutdownSeconds or appShutdownSeconds",
+            budget.seconds, budget.explanation
+        ));
+        return None;
+    }
     if let (Some(budget), Some(max)) = (&budget, grace.max_seconds)
         && budget.seconds > max
     {
@@ -306,6 +316,15 @@ mod tests {
             grace(spec, json!({"terminationGracePeriod": {"maxSeconds": 60}}));
         assert_eq!(planned, None);
         assert!(findings.violations[0].contains("needs 63 s to shut down (app preStop 58 s + 5 s for 1 sidecar), above terminationGracePeriod.maxSeconds 60"));
+    }
+
+    #[test]
+    fn a_budget_kubernetes_cannot_store_is_rejected() {
+        let spec = json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}, {"name": "linkerd-proxy"}]});
+        let settings = json!({"terminationGracePeriod": {"sidecarShutdownSeconds": i64::MAX}});
+        let (planned, findings) = grace(spec, settings);
+        assert_eq!(planned, None);
+        assert!(findings.violations[0].contains("more than Kubernetes can store"));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::pod::Container;
+use crate::pod::{Container, MAX_SECONDS};
 
 const SLEEP_COMMANDS: &[&str] = &["sleep", "/bin/sleep", "/usr/bin/sleep"];
 const SHELLS: &[&str] = &[
@@ -79,7 +79,7 @@ fn parse_seconds(word: &str) -> Option<u64> {
     digits
         .parse()
         .ok()
-        .filter(|seconds| *seconds <= i64::MAX as u64)
+        .filter(|seconds| *seconds <= MAX_SECONDS)
 }
 
 /// A script that begins with `[exec ]sleep N[s]` followed by its end, `;`,

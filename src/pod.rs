@@ -11,6 +11,9 @@ use crate::admission::{Workload, field_path, is_owned_by_job};
 /// The termination grace period Kubernetes applies when none is set.
 pub const DEFAULT_GRACE_SECONDS: u64 = 30;
 
+/// The largest number of seconds Kubernetes stores (an int64).
+pub const MAX_SECONDS: u64 = i64::MAX as u64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum List {
     Containers,
@@ -88,6 +91,8 @@ pub struct PodView<'a> {
     pub containers: Vec<Container<'a>>,
     pub init_containers: Vec<Container<'a>>,
     annotations: Option<&'a Map<String, Value>>,
+    /// Every container of both lists by name (names are unique across them).
+    by_name: HashMap<&'a str, Container<'a>>,
     /// `None` when absent or `null`: the API default applies.
     pub grace_period: Option<u64>,
     /// A Job's or CronJob's template, or a Pod owned by a Job.
@@ -111,7 +116,7 @@ impl<'a> PodView<'a> {
         let mut problems = Vec::new();
         let containers = read_list(spec, List::Containers, &spec_path, &mut problems);
         let init_containers = read_list(spec, List::InitContainers, &spec_path, &mut problems);
-        check_unique_names(&containers, &init_containers, &spec_path, &mut problems);
+        let by_name = index_by_name(&containers, &init_containers, &spec_path, &mut problems);
         let annotations = read_annotations(object, workload, &mut problems);
         let grace_period = read_grace_period(spec, &spec_path, &mut problems);
         if !problems.is_empty() {
@@ -122,6 +127,7 @@ impl<'a> PodView<'a> {
             containers,
             init_containers,
             annotations,
+            by_name,
             grace_period,
             runs_to_completion: workload.runs_to_completion()
                 || (workload.is_pod() && is_owned_by_job(object)),
@@ -130,6 +136,11 @@ impl<'a> PodView<'a> {
 
     pub fn annotation(&self, key: &str) -> Option<&'a str> {
         self.annotations?.get(key)?.as_str()
+    }
+
+    /// The container of either list with this name, found without a scan.
+    pub fn container_named(&self, name: &str) -> Option<&Container<'a>> {
+        self.by_name.get(name)
     }
 
     /// Where a container sits, for messages: `spec.containers[1] (istio-proxy)`.
@@ -217,18 +228,18 @@ fn read_list<'a>(
     containers
 }
 
-/// Container names are unique across both lists, as the API server requires:
-/// the policy moves containers between them and finds them by name.
-fn check_unique_names(
-    containers: &[Container],
-    init_containers: &[Container],
+/// Indexes the containers of both lists by name, checking that names are
+/// unique across both lists, as the API server requires: the policy moves
+/// containers between them and finds them by name.
+fn index_by_name<'a>(
+    containers: &[Container<'a>],
+    init_containers: &[Container<'a>],
     spec_path: &str,
     problems: &mut Vec<Malformed>,
-) {
-    let mut seen: HashMap<&str, &Container> =
-        HashMap::with_capacity(containers.len() + init_containers.len());
+) -> HashMap<&'a str, Container<'a>> {
+    let mut by_name = HashMap::with_capacity(containers.len() + init_containers.len());
     for container in init_containers.iter().chain(containers) {
-        if let Some(first) = seen.insert(container.name, container) {
+        if let Some(first) = by_name.insert(container.name, *container) {
             problems.push(malformed(
                 &format!(
                     "{spec_path}.{}[{}].name",
@@ -244,6 +255,7 @@ fn check_unique_names(
             ));
         }
     }
+    by_name
 }
 
 fn read_annotations<'a>(
@@ -279,7 +291,12 @@ fn read_grace_period(
     let value = spec
         .get("terminationGracePeriodSeconds")
         .filter(|value| !value.is_null())?;
-    match value.as_u64().filter(|seconds| *seconds <= i64::MAX as u64) {
+    match value
+        .as_u64()
+        // `-0` is the integer 0, as the API server reads it
+        .or_else(|| (value.as_i64() == Some(0)).then_some(0))
+        .filter(|seconds| *seconds <= MAX_SECONDS)
+    {
         Some(seconds) => Some(seconds),
         None => {
             problems.push(malformed(
@@ -460,6 +477,7 @@ mod tests {
         };
         assert!(with("null").is_empty());
         assert!(with("0").is_empty());
+        assert!(with("-0").is_empty());
         assert_eq!(
             with("30.0"),
             ["spec.terminationGracePeriodSeconds: must be a non-negative integer, got 30.0"]

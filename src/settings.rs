@@ -7,6 +7,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::glob::Glob;
+use crate::pod::MAX_SECONDS;
 
 /// The annotation that declares sidecars by name, unless settings say otherwise.
 pub const DEFAULT_SIDECAR_ANNOTATION: &str = "sidecar-lifecycle/containers";
@@ -135,9 +136,6 @@ pub const GRACE_KEYS: &[&str] = &[
     "appShutdownSeconds",
     "onViolation",
 ];
-
-/// The largest number of seconds Kubernetes stores (int64).
-const MAX_SECONDS: u64 = i64::MAX as u64;
 
 impl Settings {
     /// Reads settings as they come from the policy resource. A key given as

@@ -13,6 +13,8 @@ use crate::settings::{Settings, StartupProbe as Mode};
 /// Kubernetes' defaults for a probe.
 const DEFAULT_PERIOD_SECONDS: u64 = 10;
 const DEFAULT_FAILURE_THRESHOLD: u64 = 3;
+/// Probe thresholds are int32 in the Kubernetes API.
+const MAX_FAILURE_THRESHOLD: u64 = i32::MAX as u64;
 
 pub fn plan(
     view: &PodView,
@@ -31,7 +33,7 @@ pub fn plan(
                     continue;
                 };
                 let (probe, failure_threshold) = derive(readiness, settings.startup_probe_window_seconds);
-                let window = probe_period(readiness) * failure_threshold;
+                let window = probe_period(readiness).saturating_mul(failure_threshold);
                 findings.changed(format!(
                     "{}: startupProbe derived from its readinessProbe ({failure_threshold} x {} s = {window} s to start)",
                     sidecar.name,
@@ -65,7 +67,9 @@ fn derive(readiness: &Map<String, Value>, window_seconds: u64) -> (Value, u64) {
         .get("failureThreshold")
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_FAILURE_THRESHOLD);
-    let covering = window_seconds.div_ceil(probe_period(readiness));
+    let covering = window_seconds
+        .div_ceil(probe_period(readiness))
+        .min(MAX_FAILURE_THRESHOLD);
     let failure_threshold = if current < covering {
         probe.insert("failureThreshold".to_string(), Value::from(covering));
         covering
@@ -125,6 +129,15 @@ mod tests {
         let readiness =
             json!({"tcpSocket": {"port": 1}, "periodSeconds": 10, "failureThreshold": 60});
         assert_eq!(derived(readiness, 300)["failureThreshold"], json!(60));
+    }
+
+    #[test]
+    fn the_threshold_stays_within_int32() {
+        let readiness = json!({"tcpSocket": {"port": 1}, "periodSeconds": 1});
+        assert_eq!(
+            derived(readiness, 3_000_000_000)["failureThreshold"],
+            json!(2_147_483_647)
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::catalogue::BUILTIN_SIDECARS;
 use crate::plan::Findings;
-use crate::pod::PodView;
+use crate::pod::{List, PodView};
 use crate::settings::Settings;
 
 /// Why a container of `spec.containers` is a sidecar.
@@ -87,6 +87,10 @@ pub fn classify(view: &PodView, settings: &Settings, findings: &mut Findings) ->
     typing
 }
 
+/// Unknown annotation names warned about one by one; past that, one warning
+/// counts the rest, so a hostile annotation cannot flood the API client.
+const MAX_UNKNOWN_NAME_WARNINGS: usize = 10;
+
 /// The names the pod's annotation declares that are entries of
 /// `spec.containers`. Names of native sidecars are already satisfied; any
 /// other name is reported and ignored.
@@ -108,22 +112,28 @@ fn annotated_names<'a>(
         .map(str::trim)
         .filter(|name| !name.is_empty())
     {
-        if view
-            .containers
-            .iter()
-            .any(|container| container.name == name)
-        {
-            names.insert(name);
-        } else if !view
-            .init_containers
-            .iter()
-            .any(|container| container.name == name && container.is_native_sidecar())
-            && reported.insert(name)
-        {
-            findings.warn(format!(
-                "annotation {key}: {name:?} is not a container or native sidecar of this pod; ignored"
-            ));
+        match view.container_named(name) {
+            Some(container) if container.list == List::Containers => {
+                names.insert(name);
+            }
+            Some(container) if container.is_native_sidecar() => {}
+            _ => {
+                if reported.insert(name) && reported.len() <= MAX_UNKNOWN_NAME_WARNINGS {
+                    findings.warn(format!(
+                        "annotation {key}: {name:?} is not a container or native sidecar of this pod; ignored"
+                    ));
+                }
+            }
         }
+    }
+    if let Some(more) = reported
+        .len()
+        .checked_sub(MAX_UNKNOWN_NAME_WARNINGS)
+        .filter(|more| *more > 0)
+    {
+        findings.warn(format!(
+            "annotation {key}: {more} more names that are not containers of this pod; ignored"
+        ));
     }
     names
 }
@@ -193,6 +203,20 @@ mod tests {
         assert_eq!(findings.warnings().len(), 2, "{:?}", findings.warnings());
         assert!(findings.warnings()[0].contains("\"audit-tap\""));
         assert!(findings.warnings()[1].contains("\"istio-init\""));
+    }
+
+    #[test]
+    fn a_flood_of_unknown_names_gets_one_summary_warning() {
+        let names: Vec<String> = (0..25).map(|i| format!("ghost-{i}")).collect();
+        let containers = json!([{"name": "app"}]);
+        let (_, findings) = classify_pod(pod(Some(&names.join(",")), containers), json!({}));
+        let warnings = findings.warnings();
+        assert_eq!(warnings.len(), 11);
+        assert!(warnings[9].contains("\"ghost-9\""));
+        assert_eq!(
+            warnings[10],
+            "annotation sidecar-lifecycle/containers: 15 more names that are not containers of this pod; ignored"
+        );
     }
 
     #[test]

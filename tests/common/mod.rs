@@ -682,6 +682,12 @@ pub fn assert_only_owned_fields_changed(before: &Value, after: &Value, pod_spec_
             if let Some(now) = now.as_object_mut() {
                 now.remove("restartPolicy");
             }
+            // `restartPolicy: null` is no policy of its own: conversion sets it
+            if let Some(was) = was.as_object_mut()
+                && was.get("restartPolicy") == Some(&Value::Null)
+            {
+                was.remove("restartPolicy");
+            }
         }
         before_by_name.insert(name.clone(), was);
         after_by_name.insert(name.clone(), now);
