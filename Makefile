@@ -36,9 +36,32 @@ REQUIRE_KWCTL = @command -v $(KWCTL) >/dev/null 2>&1 || { \
 
 .DEFAULT_GOAL := policy.wasm
 
+# wasm-opt (binaryen, e.g. `apt-get install binaryen`) post-optimizes the
+# module when it is installed: about 12% smaller and 5-14% faster calls
+# (docs/performance.md). Without it, or should it fail, policy.wasm is the
+# module as cargo built it. The stripped module has no target_features
+# section, so the flags name the features rustc enables by default for
+# wasm32-wasip1. `make policy.wasm WASM_OPT=` skips the step.
+WASM_OPT ?= wasm-opt
+WASM_OPT_FLAGS ?= -O3 --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+	--enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
+CARGO_WASM = $(TARGET_DIR)/$(WASM_TARGET)/release/$(CRATE_WASM)
+
 policy.wasm: Cargo.toml Cargo.lock $(SOURCE_FILES)
 	cargo build $(CARGO_FLAGS) --target=$(WASM_TARGET) --release
-	cp $(TARGET_DIR)/$(WASM_TARGET)/release/$(CRATE_WASM) $@
+	@if [ -n "$(WASM_OPT)" ] && command -v $(WASM_OPT) >/dev/null 2>&1; then \
+		echo "$(WASM_OPT) $(WASM_OPT_FLAGS) $(CARGO_WASM) -o $@"; \
+		if $(WASM_OPT) $(WASM_OPT_FLAGS) $(CARGO_WASM) -o $@.tmp; then \
+			mv $@.tmp $@; \
+		else \
+			rm -f $@.tmp; \
+			echo "warning: $(WASM_OPT) failed; policy.wasm is the module as cargo built it" >&2; \
+			cp $(CARGO_WASM) $@; \
+		fi; \
+	else \
+		echo "no wasm-opt (binaryen): policy.wasm is the module as cargo built it"; \
+		cp $(CARGO_WASM) $@; \
+	fi
 
 annotated-policy.wasm: policy.wasm metadata.yml README.md
 	$(REQUIRE_KWCTL)

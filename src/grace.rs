@@ -3,9 +3,11 @@
 //! once, waits for the main containers, then stops the native sidecars one
 //! at a time in reverse order, all within the one TGPS budget:
 //!
-//!     needed = max(longest main preStop + appShutdownSeconds,
-//!                  longest native-sidecar preStop)
-//!              + native sidecars x sidecarShutdownSeconds
+//! ```text
+//! needed = max(longest main preStop + appShutdownSeconds,
+//!              longest native-sidecar preStop)
+//!          + native sidecars x sidecarShutdownSeconds
+//! ```
 
 use crate::convert::Layout;
 use crate::hooks::{pre_stop_seconds, sleep_action_seconds};

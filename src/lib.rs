@@ -17,7 +17,7 @@ pub mod settings;
 pub mod startup;
 pub mod typing;
 
-use kubewarden_policy_sdk::wapc_guest::prelude::*;
+use wapc_guest::prelude::*;
 
 #[unsafe(no_mangle)]
 pub extern "C" fn wapc_init() {
