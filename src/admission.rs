@@ -65,9 +65,12 @@ const fn workload(
     }
 }
 
+/// A Pod: its own metadata and spec play the part of the pod template.
+pub const POD: Workload = workload("Pod", "", "/spec", "/metadata");
+
 /// The one table of kinds: API group, kind, and where the pod lives.
 const WORKLOADS: &[(&str, Workload)] = &[
-    ("", workload("Pod", "", "/spec", "/metadata")),
+    ("", POD),
     (
         "",
         workload(

@@ -107,7 +107,7 @@ fn insertion_point(view: &PodView, settings: &Settings) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::{GroupVersionKind, workload_of};
+    use crate::admission::POD;
     use crate::typing::classify;
     use serde_json::{Value, json};
 
@@ -121,12 +121,7 @@ mod tests {
 
     fn plan_pod(init: Value, containers: Value, settings: Value, owners: Value) -> Planned {
         let pod = json!({"metadata": {"ownerReferences": owners}, "spec": {"initContainers": init, "containers": containers}});
-        let workload = workload_of(&GroupVersionKind {
-            group: String::new(),
-            kind: "Pod".into(),
-        })
-        .unwrap();
-        let view = PodView::read(&pod, workload).unwrap();
+        let view = PodView::read(&pod, POD).unwrap();
         let settings = Settings::from_value(&settings).unwrap();
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);

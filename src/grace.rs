@@ -171,7 +171,7 @@ fn sleep_above(view: &PodView, limit: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::{GroupVersionKind, workload_of};
+    use crate::admission::POD;
     use crate::convert;
     use crate::typing::classify;
     use serde_json::{Value, json};
@@ -179,12 +179,7 @@ mod tests {
     /// Runs typing, conversion and the grace rule on a pod spec.
     fn grace(spec: Value, settings: Value) -> (Option<u64>, Findings) {
         let pod = json!({"spec": spec});
-        let workload = workload_of(&GroupVersionKind {
-            group: String::new(),
-            kind: "Pod".into(),
-        })
-        .unwrap();
-        let view = PodView::read(&pod, workload).unwrap();
+        let view = PodView::read(&pod, POD).unwrap();
         let settings = Settings::from_value(&settings).unwrap();
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);

@@ -141,17 +141,12 @@ fn annotated_names<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::{GroupVersionKind, workload_of};
+    use crate::admission::POD;
     use crate::settings::Settings;
     use serde_json::{Value, json};
 
     fn classify_pod(pod: Value, settings: Value) -> (Vec<Option<Reason>>, Findings) {
-        let workload = workload_of(&GroupVersionKind {
-            group: String::new(),
-            kind: "Pod".into(),
-        })
-        .unwrap();
-        let view = PodView::read(&pod, workload).unwrap();
+        let view = PodView::read(&pod, POD).unwrap();
         let settings = Settings::from_value(&settings).unwrap();
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);

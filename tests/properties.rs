@@ -147,15 +147,6 @@ impl Coverage {
 // Pools
 // ---------------------------------------------------------------------------
 
-const CATALOGUE: &[&str] = &[
-    "istio-proxy",
-    "linkerd-proxy",
-    "vault-agent",
-    "cloud-sql-proxy",
-    "daprd",
-    "consul-dataplane",
-    "otc-container",
-];
 const APP_NAMES: &[&str] = &[
     "app",
     "web",
@@ -598,7 +589,7 @@ enum Place {
 fn container_name(place: Place) -> BoxedStrategy<String> {
     match place {
         Place::Regular => prop_oneof![
-            3 => select(CATALOGUE),
+            3 => select(BUILTIN_SIDECARS),
             4 => select(APP_NAMES),
             1 => select(SETUP_NAMES),
         ]
@@ -606,7 +597,7 @@ fn container_name(place: Place) -> BoxedStrategy<String> {
         .boxed(),
         Place::Init => prop_oneof![
             3 => select(SETUP_NAMES),
-            3 => select(CATALOGUE),
+            3 => select(BUILTIN_SIDECARS),
             2 => select(APP_NAMES),
         ]
         .prop_map(str::to_owned)
