@@ -221,7 +221,15 @@ impl Checker {
             kind == ListKind::Init && restart_policy.and_then(Value::as_str) == Some("Always");
         self.restart_policy(container, kind, path);
 
-        if kind == ListKind::Ephemeral {
+        // Lifecycle, probes and resize belong to containers that keep running.
+        let forbidden = match kind {
+            ListKind::Ephemeral => Some("Forbidden: may not be set for ephemeral containers"),
+            ListKind::Init if !is_native_sidecar => {
+                Some("Forbidden: may not be set for init containers without restartPolicy=Always")
+            }
+            _ => None,
+        };
+        if let Some(reason) = forbidden {
             for field in [
                 "lifecycle",
                 "livenessProbe",
@@ -230,29 +238,12 @@ impl Checker {
                 "resizePolicy",
             ] {
                 if set(container, field).is_some() {
-                    self.report(
-                        &format!("{path}.{field}"),
-                        "Forbidden: may not be set for ephemeral containers",
-                    );
+                    self.report(&format!("{path}.{field}"), reason);
                 }
             }
-            return;
         }
-        if kind == ListKind::Init && !is_native_sidecar {
-            for field in [
-                "lifecycle",
-                "livenessProbe",
-                "readinessProbe",
-                "startupProbe",
-                "resizePolicy",
-            ] {
-                if set(container, field).is_some() {
-                    self.report(
-                        &format!("{path}.{field}"),
-                        "Forbidden: may not be set for init containers without restartPolicy=Always",
-                    );
-                }
-            }
+        if kind == ListKind::Ephemeral {
+            return;
         }
         for probe in PROBES {
             if let Some(value) = set(container, probe) {
