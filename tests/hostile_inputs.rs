@@ -34,18 +34,8 @@ fn validate_bytes(policy: &Policy, label: &str, payload: &[u8]) -> Value {
             String::from_utf8_lossy(&answer[..answer.len().min(2000)])
         )
     });
-    let accepted = response
-        .get("accepted")
-        .and_then(Value::as_bool)
-        .unwrap_or_else(|| panic!("{label}: no boolean `accepted`"));
-    if !accepted {
-        assert!(
-            response
-                .get("message")
-                .and_then(Value::as_str)
-                .is_some_and(|m| !m.is_empty()),
-            "{label}: a rejection without a message"
-        );
+    if let Some(problem) = common::response_shape_problem(&response) {
+        panic!("{label}: {problem}");
     }
     response
 }

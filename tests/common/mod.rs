@@ -285,34 +285,51 @@ pub fn evaluate_request(request: Value, settings: Value) -> Outcome {
     outcome
 }
 
-/// Checks what every `ValidationResponse` must look like, whatever the request.
-#[track_caller]
-fn check_response_shape(response: &Value) {
+/// What is wrong with a `ValidationResponse`, whatever the request: `None`
+/// when it has the shape every answer must have.
+pub fn response_shape_problem(response: &Value) -> Option<String> {
     let Some(accepted) = response.get("accepted").and_then(Value::as_bool) else {
-        panic!("the response has no boolean `accepted`:\n{response:#}");
+        return Some(format!(
+            "the response has no boolean `accepted`:\n{response:#}"
+        ));
     };
     match response.get("warnings") {
         None | Some(Value::Null) => {}
-        Some(Value::Array(warnings)) => assert!(
-            warnings
+        Some(Value::Array(warnings)) => {
+            if !warnings
                 .iter()
-                .all(|w| w.as_str().is_some_and(|w| !w.is_empty())),
-            "every warning must be a non-empty string: {warnings:?}"
-        ),
-        Some(other) => panic!("`warnings` is not an array: {other}"),
+                .all(|w| w.as_str().is_some_and(|w| !w.is_empty()))
+            {
+                return Some(format!(
+                    "every warning must be a non-empty string: {warnings:?}"
+                ));
+            }
+        }
+        Some(other) => return Some(format!("`warnings` is not an array: {other}")),
     }
     if !accepted {
-        assert!(
-            response
-                .get("message")
-                .and_then(Value::as_str)
-                .is_some_and(|m| !m.is_empty()),
-            "a rejection needs a non-empty string `message`:\n{response:#}"
-        );
-        assert!(
-            response.get("mutated_object").is_none_or(Value::is_null),
-            "a rejection must not carry a `mutated_object`:\n{response:#}"
-        );
+        if response
+            .get("message")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Some(format!(
+                "a rejection needs a non-empty string `message`:\n{response:#}"
+            ));
+        }
+        if !response.get("mutated_object").is_none_or(Value::is_null) {
+            return Some(format!(
+                "a rejection must not carry a `mutated_object`:\n{response:#}"
+            ));
+        }
+    }
+    None
+}
+
+#[track_caller]
+fn check_response_shape(response: &Value) {
+    if let Some(problem) = response_shape_problem(response) {
+        panic!("{problem}");
     }
 }
 
