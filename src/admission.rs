@@ -1,6 +1,8 @@
 //! SPEC §2: which requests the policy evaluates, where the pod spec of each
 //! kind lives, and the skip rules that accept a request untouched.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -37,6 +39,9 @@ pub struct Workload {
     pub pod_spec: &'static str,
     /// JSON pointer to the metadata whose annotations are "the pod's".
     pub pod_metadata: &'static str,
+    /// A CronJob's job template metadata, where `istioctl kube-inject`
+    /// writes its injection record (SPEC §3.1).
+    pub job_template_metadata: Option<&'static str>,
 }
 
 impl Workload {
@@ -62,6 +67,7 @@ const fn workload(
         template,
         pod_spec,
         pod_metadata,
+        job_template_metadata: None,
     }
 }
 
@@ -127,12 +133,15 @@ const WORKLOADS: &[(&str, Workload)] = &[
     ),
     (
         "batch",
-        workload(
-            "CronJob",
-            "/spec/jobTemplate/spec/template",
-            "/spec/jobTemplate/spec/template/spec",
-            "/spec/jobTemplate/spec/template/metadata",
-        ),
+        Workload {
+            job_template_metadata: Some("/spec/jobTemplate/metadata"),
+            ..workload(
+                "CronJob",
+                "/spec/jobTemplate/spec/template",
+                "/spec/jobTemplate/spec/template/spec",
+                "/spec/jobTemplate/spec/template/metadata",
+            )
+        },
     ),
 ];
 
@@ -150,7 +159,7 @@ pub fn workload_of(kind: &GroupVersionKind) -> Option<Workload> {
 pub enum Skip {
     NotAWorkload,
     SubResource,
-    /// Pod UPDATE, any DELETE or CONNECT.
+    /// Pod UPDATE (without re-applied sidecars), any DELETE or CONNECT.
     Operation,
     /// A workload managed by a controller: its owner is the source of truth.
     ControlledWorkload,
@@ -162,10 +171,28 @@ pub enum Skip {
     TemplateUnchanged,
 }
 
+/// How a request the policy evaluates came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    /// An UPDATE: a merge of a manifest into the stored object, so a sidecar
+    /// may be re-applied (SPEC §4).
+    Update,
+    /// An UPDATE of a Job or Pod with re-applied sidecars. Their pod spec is
+    /// immutable: the result is kept only if it equals the stored one.
+    ImmutableUpdate,
+}
+
+impl Operation {
+    pub fn is_update(self) -> bool {
+        self != Operation::Create
+    }
+}
+
 /// Decides whether the request is one the policy evaluates: `Ok` with the
-/// workload when it is, `Err` with the reason it is accepted untouched.
-/// These rules come before any check of the object's shape.
-pub fn applicable(request: &AdmissionRequest) -> Result<Workload, Skip> {
+/// workload and operation when it is, `Err` with the reason it is accepted
+/// untouched. These rules come before any check of the object's shape.
+pub fn applicable(request: &AdmissionRequest) -> Result<(Workload, Operation), Skip> {
     let workload = workload_of(&request.kind).ok_or(Skip::NotAWorkload)?;
     if request
         .sub_resource
@@ -174,11 +201,9 @@ pub fn applicable(request: &AdmissionRequest) -> Result<Workload, Skip> {
     {
         return Err(Skip::SubResource);
     }
-    let is_update = match request.operation.as_str() {
-        "CREATE" => false,
-        "UPDATE" if !workload.is_pod() => true,
-        _ => return Err(Skip::Operation),
-    };
+    if !matches!(request.operation.as_str(), "CREATE" | "UPDATE") {
+        return Err(Skip::Operation);
+    }
     if workload.is_pod() {
         if is_mirror_pod(&request.object) {
             return Err(Skip::MirrorPod);
@@ -186,18 +211,51 @@ pub fn applicable(request: &AdmissionRequest) -> Result<Workload, Skip> {
     } else if has_controller(&request.object) {
         return Err(Skip::ControlledWorkload);
     }
-    if is_update {
-        if workload.kind == "Job" {
-            return Err(Skip::JobUpdate);
-        }
-        if !request.old_object.is_null()
-            && request.object.pointer(workload.template)
-                == request.old_object.pointer(workload.template)
-        {
-            return Err(Skip::TemplateUnchanged);
-        }
+    if request.operation == "CREATE" {
+        return Ok((workload, Operation::Create));
     }
-    Ok(workload)
+    if workload.is_pod() || workload.kind == "Job" {
+        if has_reapplied_sidecars(&request.object, workload.pod_spec) {
+            return Ok((workload, Operation::ImmutableUpdate));
+        }
+        return Err(if workload.is_pod() {
+            Skip::Operation
+        } else {
+            Skip::JobUpdate
+        });
+    }
+    if !request.old_object.is_null()
+        && request.object.pointer(workload.template)
+            == request.old_object.pointer(workload.template)
+    {
+        return Err(Skip::TemplateUnchanged);
+    }
+    Ok((workload, Operation::Update))
+}
+
+/// Whether a name of `containers` is also the name of a native sidecar of
+/// `initContainers`: what merging a pre-conversion manifest into a converted
+/// object produces. A cheap look that trusts nothing about the shape.
+fn has_reapplied_sidecars(object: &Value, pod_spec: &str) -> bool {
+    let names = |list: &str, native_only: bool| -> Vec<&str> {
+        object
+            .pointer(pod_spec)
+            .and_then(|spec| spec.get(list))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|container| {
+                !native_only
+                    || container.get("restartPolicy").and_then(Value::as_str) == Some("Always")
+            })
+            .filter_map(|container| container.get("name").and_then(Value::as_str))
+            .collect()
+    };
+    let native: HashSet<&str> = names("initContainers", true).into_iter().collect();
+    !native.is_empty()
+        && names("containers", false)
+            .iter()
+            .any(|name| native.contains(name))
 }
 
 fn has_controller(object: &Value) -> bool {
@@ -288,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn pods_are_evaluated_on_create_only() {
+    fn pods_are_evaluated_on_create_and_deletes_never() {
         let pod = json!({"kind": "Pod", "spec": {}});
         assert!(applicable(&request(("", "Pod"), "CREATE", pod.clone(), Value::Null)).is_ok());
         assert_eq!(
@@ -323,11 +381,14 @@ mod tests {
             deployment("web:2"),
             deployment("web:1"),
         );
-        assert!(applicable(&changed).is_ok());
+        assert_eq!(
+            applicable(&changed).map(|(_, operation)| operation),
+            Ok(Operation::Update)
+        );
     }
 
     #[test]
-    fn job_updates_are_never_evaluated() {
+    fn job_updates_are_evaluated_only_with_re_applied_sidecars() {
         let job = json!({"kind": "Job", "spec": {"template": {"spec": {"containers": []}}}});
         let update = request(
             ("batch", "Job"),
@@ -336,6 +397,34 @@ mod tests {
             json!({"kind": "Job"}),
         );
         assert_eq!(applicable(&update), Err(Skip::JobUpdate));
+        let merged = json!({"kind": "Job", "spec": {"template": {"spec": {
+            "initContainers": [{"name": "cloud-sql-proxy", "restartPolicy": "Always"}],
+            "containers": [{"name": "migrate"}, {"name": "cloud-sql-proxy"}]}}}});
+        let update = request(("batch", "Job"), "UPDATE", merged, job);
+        assert_eq!(
+            applicable(&update).map(|(_, operation)| operation),
+            Ok(Operation::ImmutableUpdate)
+        );
+    }
+
+    #[test]
+    fn a_pod_update_is_evaluated_only_with_re_applied_sidecars() {
+        let merged = json!({"kind": "Pod", "spec": {
+            "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}],
+            "containers": [{"name": "app"}, {"name": "istio-proxy"}]}});
+        let update = request(("", "Pod"), "UPDATE", merged.clone(), json!({}));
+        assert_eq!(
+            applicable(&update).map(|(_, operation)| operation),
+            Ok(Operation::ImmutableUpdate)
+        );
+        // the same name on a regular init container is no re-applied sidecar
+        let mut regular_init = merged;
+        regular_init["spec"]["initContainers"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("restartPolicy");
+        let update = request(("", "Pod"), "UPDATE", regular_init, json!({}));
+        assert_eq!(applicable(&update), Err(Skip::Operation));
     }
 
     #[test]

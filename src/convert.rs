@@ -1,9 +1,15 @@
 //! SPEC §4: what happens to a sidecar declared as a regular container
-//! (setting `legacySidecars`), and where a converted sidecar is placed.
+//! (setting `legacySidecars`), where a converted sidecar is placed, how a
+//! re-applied sidecar is folded back, and the injectors' records kept true.
 
-use crate::catalogue::BUILTIN_SETUP_INIT_CONTAINERS;
-use crate::plan::{Conversion, Findings};
-use crate::pod::{Container, PodView};
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::admission::{Operation, Workload};
+use crate::catalogue::{self, BUILTIN_SETUP_INIT_CONTAINERS};
+use crate::plan::{Conversion, Findings, RecordRewrite};
+use crate::pod::{Container, Malformed, PodView, Reapplied};
 use crate::settings::{LegacySidecars, Settings};
 use crate::typing::Typing;
 
@@ -11,7 +17,8 @@ use crate::typing::Typing;
 /// start-up, grace and hygiene rules reason about.
 #[derive(Debug, Default)]
 pub struct Layout<'v, 'a> {
-    /// Init containers with `restartPolicy: Always`, converted ones included.
+    /// Init containers with `restartPolicy: Always`, converted ones included;
+    /// a re-applied sidecar stands in place of the entry it replaces.
     pub native_sidecars: Vec<&'v Container<'a>>,
     /// Entries of `spec.containers` after conversion, legacy sidecars left
     /// in place included.
@@ -21,38 +28,68 @@ pub struct Layout<'v, 'a> {
     pub legacy_sidecars: Vec<&'v Container<'a>>,
 }
 
-/// Plans the conversion of the legacy sidecars `typing` found, and returns
-/// the layout that results.
+/// What the conversion rule decided for the pod.
+#[derive(Debug)]
+pub struct Planned<'v, 'a> {
+    pub conversion: Option<Conversion>,
+    pub records: Vec<RecordRewrite>,
+    pub layout: Layout<'v, 'a>,
+}
+
+/// Plans the conversion of the legacy sidecars `typing` found, and the fold
+/// of re-applied ones. A re-applied name that cannot be folded stays the
+/// malformed duplicate it is (SPEC §8): `Err` with those.
 pub fn plan<'v, 'a>(
     view: &'v PodView<'a>,
+    workload: Workload,
+    operation: Operation,
     typing: &Typing,
     settings: &Settings,
     findings: &mut Findings,
-) -> (Option<Conversion>, Layout<'v, 'a>) {
-    let mut layout = Layout {
-        native_sidecars: view
-            .init_containers
-            .iter()
-            .filter(|c| c.is_native_sidecar())
-            .collect(),
-        ..Layout::default()
-    };
+) -> Result<Planned<'v, 'a>, Vec<Malformed>> {
+    let reapplied: HashMap<usize, &Reapplied> = view
+        .reapplied
+        .iter()
+        .map(|pair| (pair.container, pair))
+        .collect();
+    let mut layout = Layout::default();
     let mut moved = Vec::new();
+    let mut folded = Vec::new();
+    let mut replacements = HashMap::new();
+    let mut converted_names = Vec::new();
+    let mut duplicates = Vec::new();
     for (container, role) in view.containers.iter().zip(typing) {
+        let name = container.name;
+        let convertible = !container.sets_own_restart_policy();
+        if let Some(pair) = reapplied.get(&container.index) {
+            if operation.is_update()
+                && settings.legacy_sidecars == LegacySidecars::Convert
+                && role.is_some()
+                && convertible
+            {
+                findings.changed(format!(
+                    "{name}: re-applied in containers; folded into its native sidecar in initContainers"
+                ));
+                folded.push((container.index, pair.init_container));
+                replacements.insert(pair.init_container, container);
+                converted_names.push(name);
+            } else {
+                duplicates.push(pair.duplicate.clone());
+            }
+            continue;
+        }
         let Some(reason) = role else {
             layout.main.push(container);
             continue;
         };
-        let name = container.name;
-        let convertible = !container.sets_own_restart_policy();
         match settings.legacy_sidecars {
             LegacySidecars::Convert if convertible => {
                 findings.changed(format!(
                     "{name}: converted to a native sidecar in initContainers ({})",
                     reason.describe(settings)
                 ));
-                moved.push(container.index);
-                layout.native_sidecars.push(container);
+                moved.push(container);
+                converted_names.push(name);
                 continue;
             }
             LegacySidecars::Convert => findings.warn(format!(
@@ -75,11 +112,95 @@ pub fn plan<'v, 'a>(
         layout.main.push(container);
         layout.legacy_sidecars.push(container);
     }
-    let conversion = (!moved.is_empty()).then(|| Conversion {
-        moved,
+    if !duplicates.is_empty() {
+        return Err(duplicates);
+    }
+    layout.native_sidecars = view
+        .init_containers
+        .iter()
+        .filter(|container| container.is_native_sidecar())
+        .map(|container| {
+            replacements
+                .get(&container.index)
+                .copied()
+                .unwrap_or(container)
+        })
+        .chain(moved.iter().copied())
+        .collect();
+    let conversion = (!moved.is_empty() || !folded.is_empty()).then(|| Conversion {
+        moved: moved.iter().map(|container| container.index).collect(),
         insert_at: insertion_point(view, settings),
+        folded,
     });
-    (conversion, layout)
+    Ok(Planned {
+        conversion,
+        records: injection_records(view, workload, &converted_names),
+        layout,
+    })
+}
+
+/// The injectors' records (SPEC §4) rewritten so that the converted names
+/// they list under `containers` are listed under `initContainers`.
+fn injection_records(
+    view: &PodView,
+    workload: Workload,
+    converted_names: &[&str],
+) -> Vec<RecordRewrite> {
+    let mut names_by_key: Vec<(&str, Vec<&str>)> = Vec::new();
+    for name in converted_names {
+        let Some(key) = catalogue::entry(name).and_then(|entry| entry.injection_record) else {
+            continue;
+        };
+        match names_by_key.iter_mut().find(|(known, _)| *known == key) {
+            Some((_, names)) => names.push(name),
+            None => names_by_key.push((key, vec![name])),
+        }
+    }
+    let mut rewrites = Vec::new();
+    for (key, names) in names_by_key {
+        for (metadata, record) in view.marked_annotations(workload, key) {
+            if let Some(value) = moved_to_init_containers(record, &names) {
+                rewrites.push(RecordRewrite {
+                    metadata,
+                    key: key.to_string(),
+                    value,
+                });
+            }
+        }
+    }
+    rewrites
+}
+
+/// A record (a JSON object whose `containers` and `initContainers` are
+/// lists of names, absent or `null` for none) with `names` moved from
+/// `containers` to the end of `initContainers`, as compact JSON; `None` when
+/// it is no such record or lists none of them under `containers`.
+fn moved_to_init_containers(record: &str, names: &[&str]) -> Option<String> {
+    let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(record) else {
+        return None;
+    };
+    let names_in = |field: &str| -> Option<Vec<Value>> {
+        match record.get(field) {
+            None | Some(Value::Null) => Some(Vec::new()),
+            Some(Value::Array(list)) if list.iter().all(Value::is_string) => Some(list.clone()),
+            Some(_) => None,
+        }
+    };
+    let mut containers = names_in("containers")?;
+    let mut init_containers = names_in("initContainers")?;
+    let mut changed = false;
+    for name in names {
+        if let Some(at) = containers.iter().position(|listed| listed == name) {
+            init_containers.push(containers.remove(at));
+            changed = true;
+        }
+    }
+    if !changed {
+        return None;
+    }
+    record.insert("containers".to_string(), Value::Array(containers));
+    record.insert("initContainers".to_string(), Value::Array(init_containers));
+    Some(Value::Object(record).to_string())
 }
 
 /// Just after the last setup container (the beginning when there is none),
@@ -111,29 +232,41 @@ mod tests {
     use crate::typing::classify;
     use serde_json::{Value, json};
 
-    struct Planned {
+    #[derive(Debug)]
+    struct Outcome {
         conversion: Option<Conversion>,
+        records: Vec<RecordRewrite>,
         main: Vec<String>,
         native: Vec<String>,
         legacy: Vec<String>,
         findings: Findings,
     }
 
-    fn plan_pod(init: Value, containers: Value, settings: Value, owners: Value) -> Planned {
+    fn plan_pod(init: Value, containers: Value, settings: Value, owners: Value) -> Outcome {
         let pod = json!({"metadata": {"ownerReferences": owners}, "spec": {"initContainers": init, "containers": containers}});
-        let view = PodView::read(&pod, POD).unwrap();
+        plan_object(&pod, Operation::Create, settings).unwrap()
+    }
+
+    fn plan_object(
+        pod: &Value,
+        operation: Operation,
+        settings: Value,
+    ) -> Result<Outcome, Vec<String>> {
+        let view = PodView::read(pod, POD).unwrap();
         let settings = Settings::from_value(&settings).unwrap();
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);
-        let (conversion, layout) = plan(&view, &typing, &settings, &mut findings);
+        let planned = plan(&view, POD, operation, &typing, &settings, &mut findings)
+            .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         let names = |list: &[&Container]| list.iter().map(|c| c.name.to_string()).collect();
-        Planned {
-            conversion,
-            main: names(&layout.main),
-            native: names(&layout.native_sidecars),
-            legacy: names(&layout.legacy_sidecars),
+        Ok(Outcome {
+            conversion: planned.conversion,
+            records: planned.records,
+            main: names(&planned.layout.main),
+            native: names(&planned.layout.native_sidecars),
+            legacy: names(&planned.layout.legacy_sidecars),
             findings,
-        }
+        })
     }
 
     fn insert_at(init: Value, settings: Value) -> usize {
@@ -207,7 +340,8 @@ mod tests {
             planned.conversion,
             Some(Conversion {
                 moved: vec![0, 2],
-                insert_at: 1
+                insert_at: 1,
+                folded: Vec::new(),
             })
         );
         assert_eq!(planned.main, ["web"]);
@@ -225,7 +359,7 @@ mod tests {
             json!({"restartPolicy": "Never"}),
             json!({"restartPolicyRules": []}),
         ] {
-            let mut sidecar = json!({"name": "istio-proxy"});
+            let mut sidecar = json!({"name": "consul-dataplane"});
             sidecar
                 .as_object_mut()
                 .unwrap()
@@ -237,8 +371,8 @@ mod tests {
                 json!([]),
             );
             assert_eq!(planned.conversion, None);
-            assert_eq!(planned.main, ["app", "istio-proxy"]);
-            assert_eq!(planned.legacy, ["istio-proxy"]);
+            assert_eq!(planned.main, ["app", "consul-dataplane"]);
+            assert_eq!(planned.legacy, ["consul-dataplane"]);
             assert!(planned.findings.warnings()[0].contains("sets its own restartPolicy"));
         }
     }
@@ -247,15 +381,16 @@ mod tests {
     fn reject_names_each_container_and_the_fix() {
         let planned = plan_pod(
             Value::Null,
-            json!([{"name": "app"}, {"name": "istio-proxy"}, {"name": "daprd", "restartPolicy": "Never"}]),
+            json!([{"name": "app"}, {"name": "consul-dataplane"}, {"name": "daprd", "restartPolicy": "Never"}]),
             json!({"legacySidecars": "reject"}),
             json!([]),
         );
         assert_eq!(planned.conversion, None);
         assert_eq!(planned.findings.violations.len(), 2);
         assert!(
-            planned.findings.violations[0]
-                .starts_with("spec.containers[1] (istio-proxy) is a sidecar (built-in sidecar)")
+            planned.findings.violations[0].starts_with(
+                "spec.containers[1] (consul-dataplane) is a sidecar (built-in sidecar)"
+            )
         );
         assert!(
             planned.findings.violations[0]
@@ -288,5 +423,93 @@ mod tests {
             job_owned,
         );
         assert!(planned.findings.warnings()[0].contains("the Job will never complete"));
+    }
+
+    fn reapplied_pod() -> Value {
+        json!({"metadata": {"annotations": {"sidecar.istio.io/status":
+            "{\"initContainers\":[\"istio-init\",\"istio-proxy\"],\"containers\":[],\"revision\":\"default\"}"}},
+            "spec": {
+            "initContainers": [{"name": "istio-init"}, {"name": "istio-proxy", "restartPolicy": "Always", "image": "proxyv2:1.22.3"}],
+            "containers": [{"name": "app"}, {"name": "istio-proxy", "image": "proxyv2:1.22.4"}]}})
+    }
+
+    #[test]
+    fn a_re_applied_sidecar_replaces_its_native_entry_in_an_update() {
+        let planned = plan_object(&reapplied_pod(), Operation::Update, json!({})).unwrap();
+        assert_eq!(
+            planned.conversion,
+            Some(Conversion {
+                moved: Vec::new(),
+                insert_at: 2,
+                folded: vec![(1, 1)],
+            })
+        );
+        assert_eq!(planned.main, ["app"]);
+        assert_eq!(planned.native, ["istio-proxy"]);
+        assert_eq!(
+            planned.findings.warnings(),
+            [
+                "istio-proxy: re-applied in containers; folded into its native sidecar in initContainers"
+            ]
+        );
+        // the record already lists istio-proxy under initContainers
+        assert!(planned.records.is_empty());
+    }
+
+    #[test]
+    fn a_re_applied_sidecar_stays_a_malformed_duplicate_otherwise() {
+        let duplicate = "spec.containers[1].name: \"istio-proxy\" is already the name of spec.initContainers[1]";
+        let pod = reapplied_pod();
+        assert_eq!(
+            plan_object(&pod, Operation::Create, json!({})).unwrap_err(),
+            [duplicate]
+        );
+        for mode in ["reject", "warn"] {
+            assert_eq!(
+                plan_object(&pod, Operation::Update, json!({"legacySidecars": mode})).unwrap_err(),
+                [duplicate]
+            );
+        }
+        // not a sidecar: builtinSidecars off
+        assert_eq!(
+            plan_object(&pod, Operation::Update, json!({"builtinSidecars": false})).unwrap_err(),
+            [duplicate]
+        );
+    }
+
+    #[test]
+    fn the_istio_record_follows_the_converted_proxy() {
+        let pod = json!({"metadata": {"annotations": {"sidecar.istio.io/status":
+            "{\"initContainers\":[\"istio-init\"],\"containers\":[\"istio-proxy\"],\"volumes\":[\"istio-envoy\"],\"imagePullSecrets\":null}"}},
+            "spec": {"initContainers": [{"name": "istio-init"}], "containers": [{"name": "app"}, {"name": "istio-proxy"}]}});
+        let planned = plan_object(&pod, Operation::Create, json!({})).unwrap();
+        assert_eq!(planned.records.len(), 1);
+        assert_eq!(planned.records[0].metadata, "/metadata");
+        assert_eq!(
+            planned.records[0].value,
+            r#"{"containers":[],"imagePullSecrets":null,"initContainers":["istio-init","istio-proxy"],"volumes":["istio-envoy"]}"#
+        );
+    }
+
+    #[test]
+    fn records_that_are_not_lists_of_names_are_left_alone() {
+        for record in [
+            "not json",
+            "[]",
+            r#"{"containers":"istio-proxy"}"#,
+            r#"{"containers":["istio-proxy"],"initContainers":[7]}"#,
+            r#"{"containers":["app"]}"#,
+        ] {
+            assert_eq!(
+                moved_to_init_containers(record, &["istio-proxy"]),
+                None,
+                "{record}"
+            );
+        }
+        assert_eq!(
+            moved_to_init_containers(r#"{"containers":["istio-proxy"]}"#, &["istio-proxy"])
+                .as_deref(),
+            Some(r#"{"containers":[],"initContainers":["istio-proxy"]}"#)
+        );
     }
 }

@@ -171,7 +171,7 @@ fn sleep_above(view: &PodView, limit: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::POD;
+    use crate::admission::{Operation, POD};
     use crate::convert;
     use crate::typing::classify;
     use serde_json::{Value, json};
@@ -183,7 +183,16 @@ mod tests {
         let settings = Settings::from_value(&settings).unwrap();
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);
-        let (_, layout) = convert::plan(&view, &typing, &settings, &mut findings);
+        let layout = convert::plan(
+            &view,
+            POD,
+            Operation::Create,
+            &typing,
+            &settings,
+            &mut findings,
+        )
+        .unwrap()
+        .layout;
         let mut findings = Findings::default();
         let planned = plan(&view, &layout, &settings, &mut findings);
         (planned, findings)
@@ -195,7 +204,7 @@ mod tests {
 
     #[test]
     fn each_sidecar_adds_its_share_after_the_longest_app_pre_stop() {
-        let spec = json!({"containers": [sleeping("orders", 20), {"name": "istio-proxy"}, {"name": "vault-agent"}, {"name": "cloud-sql-proxy"}]});
+        let spec = json!({"containers": [sleeping("orders", 20), {"name": "consul-dataplane"}, {"name": "vault-agent"}, {"name": "cloud-sql-proxy"}]});
         let (planned, findings) = grace(spec, json!({}));
         assert_eq!(planned, Some(35));
         assert_eq!(
@@ -249,7 +258,7 @@ mod tests {
 
     #[test]
     fn legacy_sidecars_left_by_warn_count_as_main_containers() {
-        let spec = json!({"terminationGracePeriodSeconds": 5, "containers": [{"name": "app"}, sleeping("istio-proxy", 40)],
+        let spec = json!({"terminationGracePeriodSeconds": 5, "containers": [{"name": "app"}, sleeping("consul-dataplane", 40)],
             "initContainers": [{"name": "vault-agent", "restartPolicy": "Always"}]});
         let (planned, _) = grace(spec, json!({"legacySidecars": "warn"}));
         assert_eq!(planned, Some(45));
@@ -281,7 +290,7 @@ mod tests {
 
     #[test]
     fn reject_mode_explains_the_arithmetic() {
-        let spec = json!({"terminationGracePeriodSeconds": 25, "containers": [sleeping("orders", 20), {"name": "istio-proxy"}, {"name": "daprd"}]});
+        let spec = json!({"terminationGracePeriodSeconds": 25, "containers": [sleeping("orders", 20), {"name": "consul-dataplane"}, {"name": "daprd"}]});
         let (planned, findings) = grace(
             spec,
             json!({"terminationGracePeriod": {"onViolation": "reject"}}),
@@ -308,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_budget_above_the_maximum_is_rejected_not_adjusted() {
-        let spec = json!({"terminationGracePeriodSeconds": 60, "containers": [sleeping("app", 58), {"name": "istio-proxy"}]});
+        let spec = json!({"terminationGracePeriodSeconds": 60, "containers": [sleeping("app", 58), {"name": "consul-dataplane"}]});
         let (planned, findings) =
             grace(spec, json!({"terminationGracePeriod": {"maxSeconds": 60}}));
         assert_eq!(planned, None);
@@ -317,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_budget_kubernetes_cannot_store_is_rejected() {
-        let spec = json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}, {"name": "linkerd-proxy"}]});
+        let spec = json!({"containers": [{"name": "app"}, {"name": "consul-dataplane"}, {"name": "linkerd-proxy"}]});
         let settings = json!({"terminationGracePeriod": {"sidecarShutdownSeconds": i64::MAX}});
         let (planned, findings) = grace(spec, settings);
         assert_eq!(planned, None);

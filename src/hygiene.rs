@@ -10,7 +10,9 @@ use crate::hooks::exec_command;
 use crate::plan::Findings;
 
 const EARLY_EXIT_PATHS: &[&str] = &["quitquitquit", "/shutdown"];
-const KILL_COMMANDS: &[&str] = &["kill", "pkill", "killall"];
+/// Whole words: `kill` and friends end the proxy; `shutdown` is how
+/// `cloud-sql-proxy shutdown` (and other admin CLIs) ask it to quit.
+const EARLY_EXIT_WORDS: &[&str] = &["kill", "pkill", "killall", "shutdown"];
 
 pub fn check(layout: &Layout, findings: &mut Findings) {
     for sidecar in layout.native_sidecars.iter().chain(&layout.legacy_sidecars) {
@@ -33,7 +35,7 @@ fn early_exit(hook: &Value) -> Option<String> {
             if let Some(path) = EARLY_EXIT_PATHS.iter().find(|path| word.contains(*path)) {
                 return Some((*path).to_string());
             }
-            if KILL_COMMANDS.contains(&word) {
+            if EARLY_EXIT_WORDS.contains(&word) {
                 return Some(word.to_string());
             }
         }
@@ -80,6 +82,19 @@ mod tests {
         );
         assert!(exec(&["pkill", "envoy"]).is_some());
         assert!(exec(&["killall", "-q", "vault"]).is_some());
+        assert_eq!(
+            exec(&["/cloud-sql-proxy", "shutdown"]).as_deref(),
+            Some("shutdown")
+        );
+        assert_eq!(
+            exec(&[
+                "/bin/sh",
+                "-c",
+                "sleep 10; cloud-sql-proxy shutdown --admin-port 9092"
+            ])
+            .as_deref(),
+            Some("shutdown")
+        );
     }
 
     #[test]
@@ -88,6 +103,7 @@ mod tests {
         assert_eq!(exec(&["/usr/local/bin/pilot-agent", "wait"]), None);
         // a word that merely contains "kill" is not the kill command
         assert_eq!(exec(&["/bin/skill-check"]), None);
+        assert_eq!(exec(&["/bin/graceful-shutdown-wait"]), None);
         assert_eq!(early_exit(&json!({"sleep": {"seconds": 5}})), None);
     }
 

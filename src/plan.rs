@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::admission::Workload;
 use crate::pod::List;
 
 /// Warnings and violations, in the order the rules found them.
@@ -66,6 +67,18 @@ pub struct Conversion {
     pub moved: Vec<usize>,
     /// Where in the original `spec.initContainers` they go, in their order.
     pub insert_at: usize,
+    /// Re-applied sidecars: (index in `spec.containers`, index of the native
+    /// sidecar in `spec.initContainers` that it replaces).
+    pub folded: Vec<(usize, usize)>,
+}
+
+/// An injector's record annotation to set to a new value.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecordRewrite {
+    /// JSON pointer to the metadata holding the annotation.
+    pub metadata: &'static str,
+    pub key: String,
+    pub value: String,
 }
 
 /// A startupProbe to add to the container at `list[index]` of the request.
@@ -82,18 +95,35 @@ pub struct Changes {
     pub conversion: Option<Conversion>,
     pub startup_probes: Vec<StartupProbe>,
     pub grace_period: Option<u64>,
+    pub records: Vec<RecordRewrite>,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.conversion.is_none() && self.startup_probes.is_empty() && self.grace_period.is_none()
+        self.conversion.is_none()
+            && self.startup_probes.is_empty()
+            && self.grace_period.is_none()
+            && self.records.is_empty()
     }
 
-    /// Writes the changes into the pod spec at `pod_spec` (a JSON pointer)
-    /// and removes `lifecycle.type` from every container, as a mutated object
-    /// never carries the marker (SPEC §4).
-    pub fn apply(self, object: &mut Value, pod_spec: &str) {
-        let Some(Value::Object(spec)) = object.pointer_mut(pod_spec) else {
+    /// Writes the changes into the object of `workload`'s kind and removes
+    /// `lifecycle.type` from every container, as a mutated object never
+    /// carries the marker (SPEC §4).
+    pub fn apply(self, object: &mut Value, workload: Workload) {
+        for RecordRewrite {
+            metadata,
+            key,
+            value,
+        } in self.records
+        {
+            if let Some(Value::Object(annotations)) = object
+                .pointer_mut(metadata)
+                .and_then(|metadata| metadata.get_mut("annotations"))
+            {
+                annotations.insert(key, Value::String(value));
+            }
+        }
+        let Some(Value::Object(spec)) = object.pointer_mut(workload.pod_spec) else {
             return;
         };
         // Probes first: they address containers by their place in the request.
@@ -129,27 +159,33 @@ fn convert(spec: &mut Map<String, Value>, conversion: &Conversion) {
     let Some(containers) = list_mut(spec, List::Containers) else {
         return;
     };
-    let mut is_moved = vec![false; containers.len()];
+    let mut destination = vec![Destination::Kept; containers.len()];
     for &index in &conversion.moved {
-        if let Some(flag) = is_moved.get_mut(index) {
-            *flag = true;
+        if let Some(slot) = destination.get_mut(index) {
+            *slot = Destination::Moved;
+        }
+    }
+    for &(index, init_index) in &conversion.folded {
+        if let Some(slot) = destination.get_mut(index) {
+            *slot = Destination::Replaces(init_index);
         }
     }
     let mut moved = Vec::with_capacity(conversion.moved.len());
+    let mut replacements = Vec::with_capacity(conversion.folded.len());
     let mut kept = Vec::with_capacity(containers.len());
-    for (container, is_moved) in std::mem::take(containers).into_iter().zip(is_moved) {
-        if is_moved {
-            moved.push(container);
-        } else {
-            kept.push(container);
+    for (mut container, destination) in std::mem::take(containers).into_iter().zip(destination) {
+        if destination != Destination::Kept
+            && let Value::Object(fields) = &mut container
+        {
+            fields.insert("restartPolicy".to_string(), Value::from("Always"));
+        }
+        match destination {
+            Destination::Kept => kept.push(container),
+            Destination::Moved => moved.push(container),
+            Destination::Replaces(init_index) => replacements.push((init_index, container)),
         }
     }
     *containers = kept;
-    for container in &mut moved {
-        if let Value::Object(fields) = container {
-            fields.insert("restartPolicy".to_string(), Value::from("Always"));
-        }
-    }
     let init = spec
         .entry(List::InitContainers.key())
         .and_modify(|list| {
@@ -159,9 +195,25 @@ fn convert(spec: &mut Map<String, Value>, conversion: &Conversion) {
         })
         .or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(init) = init {
+        // Replacements keep every index, so the insertion point stays valid.
+        for (init_index, container) in replacements {
+            if let Some(slot) = init.get_mut(init_index) {
+                *slot = container;
+            }
+        }
         let at = conversion.insert_at.min(init.len());
         init.splice(at..at, moved);
     }
+}
+
+/// Where an entry of `spec.containers` ends up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    Kept,
+    /// Converted: inserted among the init containers.
+    Moved,
+    /// Re-applied: replaces the native sidecar at this index.
+    Replaces(usize),
 }
 
 /// Drops `lifecycle.type`, and the `lifecycle` it leaves empty.
@@ -183,6 +235,7 @@ fn remove_lifecycle_type(container: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::POD;
     use serde_json::json;
 
     fn names(spec: &Value, list: &str) -> Vec<String> {
@@ -205,10 +258,11 @@ mod tests {
             conversion: Some(Conversion {
                 moved: vec![0, 2],
                 insert_at: 1,
+                folded: Vec::new(),
             }),
             ..Changes::default()
         };
-        changes.apply(&mut pod, "/spec");
+        changes.apply(&mut pod, POD);
         assert_eq!(
             names(&pod["spec"], "initContainers"),
             ["istio-init", "vault-agent", "istio-proxy", "db-migrate"]
@@ -236,10 +290,11 @@ mod tests {
                 conversion: Some(Conversion {
                     moved: vec![1],
                     insert_at: 0,
+                    folded: Vec::new(),
                 }),
                 ..Changes::default()
             }
-            .apply(&mut pod, "/spec");
+            .apply(&mut pod, POD);
             assert_eq!(names(&pod["spec"], "initContainers"), ["daprd"]);
         }
     }
@@ -251,6 +306,7 @@ mod tests {
             conversion: Some(Conversion {
                 moved: vec![1],
                 insert_at: 0,
+                folded: Vec::new(),
             }),
             startup_probes: vec![StartupProbe {
                 list: List::Containers,
@@ -258,8 +314,9 @@ mod tests {
                 probe: json!({"tcpSocket": {"port": 15021}}),
             }],
             grace_period: Some(45),
+            records: Vec::new(),
         }
-        .apply(&mut pod, "/spec");
+        .apply(&mut pod, POD);
         assert_eq!(
             pod["spec"]["initContainers"][0]["startupProbe"],
             json!({"tcpSocket": {"port": 15021}})
@@ -277,7 +334,7 @@ mod tests {
             grace_period: Some(30),
             ..Changes::default()
         }
-        .apply(&mut pod, "/spec");
+        .apply(&mut pod, POD);
         let containers = &pod["spec"]["containers"];
         assert_eq!(containers[0], json!({"name": "a"}));
         assert_eq!(
@@ -285,5 +342,41 @@ mod tests {
             json!({"name": "b", "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}})
         );
         assert_eq!(containers[2], json!({"name": "c", "lifecycle": {}}));
+    }
+
+    #[test]
+    fn a_re_applied_sidecar_replaces_its_native_entry_in_place() {
+        let mut pod = json!({"metadata": {"annotations": {"sidecar.istio.io/status": "old", "team": "shop"}},
+            "spec": {
+            "initContainers": [{"name": "istio-init"}, {"name": "istio-proxy", "restartPolicy": "Always", "image": "proxyv2:1"},
+                {"name": "db-migrate"}],
+            "containers": [{"name": "app"}, {"name": "istio-proxy", "image": "proxyv2:2"}, {"name": "daprd"}]}});
+        Changes {
+            conversion: Some(Conversion {
+                moved: vec![2],
+                insert_at: 2,
+                folded: vec![(1, 1)],
+            }),
+            records: vec![RecordRewrite {
+                metadata: "/metadata",
+                key: "sidecar.istio.io/status".to_string(),
+                value: "new".to_string(),
+            }],
+            ..Changes::default()
+        }
+        .apply(&mut pod, POD);
+        assert_eq!(
+            names(&pod["spec"], "initContainers"),
+            ["istio-init", "istio-proxy", "daprd", "db-migrate"]
+        );
+        assert_eq!(names(&pod["spec"], "containers"), ["app"]);
+        assert_eq!(
+            pod["spec"]["initContainers"][1],
+            json!({"name": "istio-proxy", "image": "proxyv2:2", "restartPolicy": "Always"})
+        );
+        assert_eq!(
+            pod["metadata"]["annotations"],
+            json!({"sidecar.istio.io/status": "new", "team": "shop"})
+        );
     }
 }

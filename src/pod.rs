@@ -69,6 +69,38 @@ impl<'a> Container<'a> {
             .get(hook)
             .filter(|value| !value.is_null())
     }
+
+    /// The string arguments of `args`, up to the first that is not a string.
+    pub fn args(&self) -> impl Iterator<Item = &'a str> {
+        self.get("args")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map_while(Value::as_str)
+    }
+
+    /// The literal `value` of the env variable `name` (not `valueFrom`).
+    pub fn env_value(&self, name: &str) -> Option<&'a str> {
+        self.get("env")?
+            .as_array()?
+            .iter()
+            .find(|variable| variable.get("name").and_then(Value::as_str) == Some(name))?
+            .get("value")?
+            .as_str()
+    }
+}
+
+/// A sidecar re-applied by a merge (SPEC §4): an entry of `containers` with
+/// the name of a native sidecar of `initContainers`. Whether it is folded or
+/// stays a malformed duplicate is the conversion rule's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reapplied {
+    /// Index in `containers`.
+    pub container: usize,
+    /// Index of the native sidecar in `initContainers`.
+    pub init_container: usize,
+    /// The duplicate name, as §8 reports it when it is not folded.
+    pub duplicate: Malformed,
 }
 
 /// A field of the object with the wrong shape.
@@ -91,8 +123,13 @@ pub struct PodView<'a> {
     pub containers: Vec<Container<'a>>,
     pub init_containers: Vec<Container<'a>>,
     annotations: Option<&'a Map<String, Value>>,
-    /// Every container of both lists by name (names are unique across them).
+    /// A CronJob's job template annotations, where injectors may mark it.
+    job_template_annotations: Option<&'a Map<String, Value>>,
+    /// Every container of both lists by name; for a re-applied sidecar, its
+    /// entry of `containers`.
     by_name: HashMap<&'a str, Container<'a>>,
+    /// Names both in `containers` and native sidecars of `initContainers`.
+    pub reapplied: Vec<Reapplied>,
     /// `None` when absent or `null`: the API default applies.
     pub grace_period: Option<u64>,
     /// A Job's or CronJob's template, or a Pod owned by a Job.
@@ -116,8 +153,12 @@ impl<'a> PodView<'a> {
         let mut problems = Vec::new();
         let containers = read_list(spec, List::Containers, &spec_path, &mut problems);
         let init_containers = read_list(spec, List::InitContainers, &spec_path, &mut problems);
-        let by_name = index_by_name(&containers, &init_containers, &spec_path, &mut problems);
+        let (by_name, reapplied) =
+            index_by_name(&containers, &init_containers, &spec_path, &mut problems);
         let annotations = read_annotations(object, workload, &mut problems);
+        let job_template_annotations = workload
+            .job_template_metadata
+            .and_then(|pointer| object.pointer(pointer)?.get("annotations")?.as_object());
         let grace_period = read_grace_period(spec, &spec_path, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
@@ -127,7 +168,9 @@ impl<'a> PodView<'a> {
             containers,
             init_containers,
             annotations,
+            job_template_annotations,
             by_name,
+            reapplied,
             grace_period,
             runs_to_completion: workload.runs_to_completion()
                 || (workload.is_pod() && is_owned_by_job(object)),
@@ -136,6 +179,34 @@ impl<'a> PodView<'a> {
 
     pub fn annotation(&self, key: &str) -> Option<&'a str> {
         self.annotations?.get(key)?.as_str()
+    }
+
+    /// Whether annotation `key` is on the pod (template) or, for a CronJob,
+    /// on its job template: where injectors mark a pod as injected.
+    pub fn is_marked(&self, key: &str) -> bool {
+        [self.annotations, self.job_template_annotations]
+            .into_iter()
+            .flatten()
+            .any(|annotations| annotations.contains_key(key))
+    }
+
+    /// The JSON pointers of the metadata whose annotation `key` is a string:
+    /// the pod (template)'s and a CronJob's job template's.
+    pub fn marked_annotations(
+        &self,
+        workload: Workload,
+        key: &str,
+    ) -> Vec<(&'static str, &'a str)> {
+        [
+            (Some(workload.pod_metadata), self.annotations),
+            (
+                workload.job_template_metadata,
+                self.job_template_annotations,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(pointer, annotations)| Some((pointer?, annotations?.get(key)?.as_str()?)))
+        .collect()
     }
 
     /// The container of either list with this name, found without a scan.
@@ -230,32 +301,44 @@ fn read_list<'a>(
 
 /// Indexes the containers of both lists by name, checking that names are
 /// unique across both lists, as the API server requires: the policy moves
-/// containers between them and finds them by name.
+/// containers between them and finds them by name. A name of `containers`
+/// that is also a native sidecar's is set aside as possibly re-applied.
 fn index_by_name<'a>(
     containers: &[Container<'a>],
     init_containers: &[Container<'a>],
     spec_path: &str,
     problems: &mut Vec<Malformed>,
-) -> HashMap<&'a str, Container<'a>> {
+) -> (HashMap<&'a str, Container<'a>>, Vec<Reapplied>) {
     let mut by_name = HashMap::with_capacity(containers.len() + init_containers.len());
+    let mut reapplied = Vec::new();
     for container in init_containers.iter().chain(containers) {
-        if let Some(first) = by_name.insert(container.name, *container) {
-            problems.push(malformed(
-                &format!(
-                    "{spec_path}.{}[{}].name",
-                    container.list.key(),
-                    container.index
-                ),
-                format!(
-                    "{:?} is already the name of {spec_path}.{}[{}]",
-                    container.name,
-                    first.list.key(),
-                    first.index
-                ),
-            ));
+        let Some(first) = by_name.insert(container.name, *container) else {
+            continue;
+        };
+        let duplicate = malformed(
+            &format!(
+                "{spec_path}.{}[{}].name",
+                container.list.key(),
+                container.index
+            ),
+            format!(
+                "{:?} is already the name of {spec_path}.{}[{}]",
+                container.name,
+                first.list.key(),
+                first.index
+            ),
+        );
+        if container.list == List::Containers && first.is_native_sidecar() {
+            reapplied.push(Reapplied {
+                container: container.index,
+                init_container: first.index,
+                duplicate,
+            });
+        } else {
+            problems.push(duplicate);
         }
     }
-    by_name
+    (by_name, reapplied)
 }
 
 fn read_annotations<'a>(

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::admission::{self, AdmissionRequest};
+use crate::admission::{self, AdmissionRequest, Operation, Workload};
 use crate::plan::{Changes, Findings};
-use crate::pod::PodView;
+use crate::pod::{Malformed, PodView};
 use crate::response::{Verdict, settings_verdict};
 use crate::settings::Settings;
 use crate::{convert, grace, hygiene, startup, typing};
@@ -49,15 +49,38 @@ pub fn evaluate(mut request: AdmissionRequest, settings: &Value) -> Verdict {
         Ok(settings) => settings,
         Err(error) => return Verdict::rejected(format!("invalid settings: {error}")),
     };
-    let workload = match admission::applicable(&request) {
-        Ok(workload) => workload,
+    let (workload, operation) = match admission::applicable(&request) {
+        Ok(evaluated) => evaluated,
         Err(_skip) => return Verdict::untouched(),
     };
-    if !request.object.is_object() {
+    let verdict = evaluate_object(&mut request.object, workload, operation, &settings);
+    if operation != Operation::ImmutableUpdate {
+        return verdict;
+    }
+    // A Job's or Pod's spec cannot change: only a result that leaves it as
+    // stored keeps the UPDATE from failing; anything else is the API server's.
+    match verdict {
+        Verdict::Mutated { object, warnings }
+            if object.pointer(workload.pod_spec)
+                == request.old_object.pointer(workload.pod_spec) =>
+        {
+            Verdict::Mutated { object, warnings }
+        }
+        _ => Verdict::untouched(),
+    }
+}
+
+/// Runs the rules of SPEC §3-§8 on the object, in the order of the spec.
+fn evaluate_object(
+    object: &mut Value,
+    workload: Workload,
+    operation: Operation,
+    settings: &Settings,
+) -> Verdict {
+    if !object.is_object() {
         return Verdict::rejected("object: must be a JSON object");
     }
-    if let Some(kind) = request
-        .object
+    if let Some(kind) = object
         .get("kind")
         .filter(|kind| kind.as_str() != Some(workload.kind))
     {
@@ -67,25 +90,30 @@ pub fn evaluate(mut request: AdmissionRequest, settings: &Value) -> Verdict {
         ));
     }
 
-    let view = match PodView::read(&request.object, workload) {
+    let malformed = |problems: Vec<Malformed>| Verdict::Rejected {
+        problems: problems.iter().map(ToString::to_string).collect(),
+        warnings: Vec::new(),
+    };
+    let view = match PodView::read(object, workload) {
         Ok(view) => view,
-        Err(problems) => {
-            return Verdict::Rejected {
-                problems: problems.iter().map(ToString::to_string).collect(),
-                warnings: Vec::new(),
-            };
-        }
+        Err(problems) => return malformed(problems),
     };
     let mut findings = Findings::default();
-    let typing = typing::classify(&view, &settings, &mut findings);
-    let (conversion, layout) = convert::plan(&view, &typing, &settings, &mut findings);
-    let startup_probes = startup::plan(&view, &layout, &settings, &mut findings);
-    let grace_period = grace::plan(&view, &layout, &settings, &mut findings);
-    hygiene::check(&layout, &mut findings);
+    let typing = typing::classify(&view, settings, &mut findings);
+    let planned = match convert::plan(&view, workload, operation, &typing, settings, &mut findings)
+    {
+        Ok(planned) => planned,
+        Err(problems) => return malformed(problems),
+    };
+    let layout = &planned.layout;
+    let startup_probes = startup::plan(&view, layout, settings, &mut findings);
+    let grace_period = grace::plan(&view, layout, settings, &mut findings);
+    hygiene::check(layout, &mut findings);
     let changes = Changes {
-        conversion,
+        conversion: planned.conversion,
         startup_probes,
         grace_period,
+        records: planned.records,
     };
 
     if !findings.violations.is_empty() {
@@ -99,9 +127,10 @@ pub fn evaluate(mut request: AdmissionRequest, settings: &Value) -> Verdict {
     if changes.is_empty() {
         return Verdict::Accepted { warnings };
     }
-    changes.apply(&mut request.object, workload.pod_spec);
+    let mut mutated = object.take();
+    changes.apply(&mut mutated, workload);
     Verdict::Mutated {
-        object: request.object,
+        object: mutated,
         warnings,
     }
 }

@@ -11,6 +11,8 @@ use crate::pod::MAX_SECONDS;
 
 /// The annotation that declares sidecars by name, unless settings say otherwise.
 pub const DEFAULT_SIDECAR_ANNOTATION: &str = "sidecar-lifecycle/containers";
+/// The annotation that keeps containers regular, unless settings say otherwise.
+pub const DEFAULT_STANDARD_ANNOTATION: &str = "sidecar-lifecycle/standard-containers";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -18,10 +20,14 @@ pub struct Settings {
     pub builtin_sidecars: bool,
     /// `None` when the setting is `""`: declaring by annotation is off.
     pub sidecar_annotation: Option<String>,
+    /// `None` when the setting is `""`: opting out by annotation is off.
+    pub standard_annotation: Option<String>,
     pub legacy_sidecars: LegacySidecars,
     pub setup_init_containers: Vec<Glob>,
     pub startup_probe: StartupProbe,
     pub startup_probe_window_seconds: u64,
+    /// 0 means the readiness period.
+    pub startup_probe_period_seconds: u64,
     pub termination_grace_period: GraceSettings,
 }
 
@@ -67,10 +73,12 @@ impl Default for Settings {
             sidecars: Vec::new(),
             builtin_sidecars: true,
             sidecar_annotation: Some(DEFAULT_SIDECAR_ANNOTATION.to_string()),
+            standard_annotation: Some(DEFAULT_STANDARD_ANNOTATION.to_string()),
             legacy_sidecars: LegacySidecars::Convert,
             setup_init_containers: Vec::new(),
             startup_probe: StartupProbe::Derive,
             startup_probe_window_seconds: 300,
+            startup_probe_period_seconds: 1,
             termination_grace_period: GraceSettings::default(),
         }
     }
@@ -122,10 +130,12 @@ pub const SETTING_KEYS: &[&str] = &[
     "sidecars",
     "builtinSidecars",
     "sidecarAnnotation",
+    "standardAnnotation",
     "legacySidecars",
     "setupInitContainers",
     "startupProbe",
     "startupProbeWindowSeconds",
+    "startupProbePeriodSeconds",
     "terminationGracePeriod",
 ];
 pub const MATCHER_KEYS: &[&str] = &["name", "image"];
@@ -158,14 +168,22 @@ impl Settings {
         if let Some(flag) = root.bool("builtinSidecars")? {
             settings.builtin_sidecars = flag;
         }
-        if let Some(key) = root.string("sidecarAnnotation")? {
-            settings.sidecar_annotation = if key.is_empty() {
-                None
-            } else {
-                validate_qualified_name(key)
-                    .map_err(|problem| error("sidecarAnnotation", problem))?;
-                Some(key.to_string())
-            };
+        if let Some(key) = root.annotation_key("sidecarAnnotation")? {
+            settings.sidecar_annotation = key;
+        }
+        if let Some(key) = root.annotation_key("standardAnnotation")? {
+            settings.standard_annotation = key;
+        }
+        if let (Some(sidecar), Some(standard)) =
+            (&settings.sidecar_annotation, &settings.standard_annotation)
+            && sidecar == standard
+        {
+            return Err(error(
+                "standardAnnotation",
+                format!(
+                    "{standard:?} is also sidecarAnnotation: the two annotation keys must differ (\"\" turns one off)"
+                ),
+            ));
         }
         if let Some(mode) = root.choice("legacySidecars", &["convert", "reject", "warn"])? {
             settings.legacy_sidecars = match mode {
@@ -190,6 +208,9 @@ impl Settings {
         }
         if let Some(seconds) = root.seconds("startupProbeWindowSeconds")? {
             settings.startup_probe_window_seconds = seconds;
+        }
+        if let Some(seconds) = root.seconds("startupProbePeriodSeconds")? {
+            settings.startup_probe_period_seconds = seconds;
         }
         if let Some(grace) = root.object("terminationGracePeriod")? {
             settings.termination_grace_period = parse_grace(&grace)?;
@@ -354,9 +375,27 @@ impl<'a> Object<'a> {
             .transpose()
     }
 
+    /// The value of a number or choice `key`: `None` also for `""`, which UI
+    /// forms send for a cleared field.
+    fn get_or_cleared(&self, key: &str) -> Option<&'a Value> {
+        self.get(key).filter(|value| value.as_str() != Some(""))
+    }
+
+    /// An annotation key: `Some(None)` for `""` (off).
+    fn annotation_key(&self, key: &str) -> Result<Option<Option<String>>, SettingsError> {
+        let Some(text) = self.string(key)? else {
+            return Ok(None);
+        };
+        if text.is_empty() {
+            return Ok(Some(None));
+        }
+        validate_qualified_name(text).map_err(|problem| error(&self.key_path(key), problem))?;
+        Ok(Some(Some(text.to_string())))
+    }
+
     fn choice(&self, key: &str, allowed: &[&str]) -> Result<Option<&'a str>, SettingsError> {
         let choices = || format!("must be one of: {}", allowed.join(", "));
-        match self.get(key) {
+        match self.get_or_cleared(key) {
             None => Ok(None),
             Some(Value::String(text)) if allowed.contains(&text.as_str()) => Ok(Some(text)),
             Some(Value::String(text)) => Err(error(
@@ -368,7 +407,7 @@ impl<'a> Object<'a> {
     }
 
     fn seconds(&self, key: &str) -> Result<Option<u64>, SettingsError> {
-        match self.get(key) {
+        match self.get_or_cleared(key) {
             None => Ok(None),
             Some(value) => match value.as_u64() {
                 Some(seconds) if seconds <= MAX_SECONDS => Ok(Some(seconds)),
@@ -431,6 +470,11 @@ mod tests {
             assert_eq!(settings.legacy_sidecars, LegacySidecars::Convert);
             assert_eq!(settings.startup_probe, StartupProbe::Derive);
             assert_eq!(settings.startup_probe_window_seconds, 300);
+            assert_eq!(settings.startup_probe_period_seconds, 1);
+            assert_eq!(
+                settings.standard_annotation.as_deref(),
+                Some("sidecar-lifecycle/standard-containers")
+            );
             let grace = settings.termination_grace_period;
             assert_eq!((grace.min_seconds, grace.max_seconds), (None, None));
             assert_eq!(
@@ -447,10 +491,12 @@ mod tests {
             "sidecars": [{"name": "envoy"}, {"image": "*fluent-bit:*"}],
             "builtinSidecars": false,
             "sidecarAnnotation": "example.com/sidecars",
+            "standardAnnotation": "example.com/regular",
             "legacySidecars": "warn",
             "setupInitContainers": ["*-net-setup"],
             "startupProbe": "require",
             "startupProbeWindowSeconds": 0,
+            "startupProbePeriodSeconds": 2,
             "terminationGracePeriod": {"minSeconds": 10, "maxSeconds": 120, "sidecarShutdownSeconds": 3,
                 "appShutdownSeconds": 15, "onViolation": "reject"}
         }))
@@ -468,6 +514,11 @@ mod tests {
         assert!(settings.setup_init_containers[0].matches("cni-net-setup"));
         assert_eq!(settings.startup_probe, StartupProbe::Require);
         assert_eq!(settings.startup_probe_window_seconds, 0);
+        assert_eq!(settings.startup_probe_period_seconds, 2);
+        assert_eq!(
+            settings.standard_annotation.as_deref(),
+            Some("example.com/regular")
+        );
         let grace = settings.termination_grace_period;
         assert_eq!(
             (grace.min_seconds, grace.max_seconds),
@@ -645,5 +696,73 @@ mod tests {
                 "{bad}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_string_for_a_number_or_a_choice_means_its_default() {
+        let settings = Settings::from_value(&json!({
+            "legacySidecars": "", "startupProbe": "", "startupProbeWindowSeconds": "",
+            "startupProbePeriodSeconds": "",
+            "terminationGracePeriod": {"minSeconds": "", "maxSeconds": "", "sidecarShutdownSeconds": "",
+                "appShutdownSeconds": "", "onViolation": ""}
+        }))
+        .unwrap();
+        assert_eq!(settings.legacy_sidecars, LegacySidecars::Convert);
+        assert_eq!(settings.startup_probe_window_seconds, 300);
+        assert_eq!(settings.startup_probe_period_seconds, 1);
+        assert_eq!(settings.termination_grace_period.min_seconds, None);
+        assert_eq!(
+            settings.termination_grace_period.sidecar_shutdown_seconds,
+            5
+        );
+        // a bool is neither a number nor a choice
+        assert_eq!(
+            problem(json!({"builtinSidecars": ""})),
+            "builtinSidecars: must be true or false"
+        );
+        // white space is not a cleared field
+        assert!(
+            problem(json!({"startupProbePeriodSeconds": " "}))
+                .starts_with("startupProbePeriodSeconds: ")
+        );
+    }
+
+    #[test]
+    fn the_two_annotation_keys_must_differ_unless_one_is_off() {
+        let same = "standardAnnotation: \"sidecar-lifecycle/containers\" is also sidecarAnnotation";
+        assert!(
+            problem(json!({"standardAnnotation": "sidecar-lifecycle/containers"}))
+                .starts_with(same)
+        );
+        assert!(
+            problem(json!({"sidecarAnnotation": "sidecar-lifecycle/standard-containers"}))
+                .starts_with("standardAnnotation: \"sidecar-lifecycle/standard-containers\" is also sidecarAnnotation")
+        );
+        assert!(
+            problem(
+                json!({"sidecarAnnotation": "example.com/x", "standardAnnotation": "example.com/x"})
+            )
+            .contains("must differ")
+        );
+        let off = Settings::from_value(
+            &json!({"standardAnnotation": "sidecar-lifecycle/containers", "sidecarAnnotation": ""}),
+        )
+        .unwrap();
+        assert_eq!(off.sidecar_annotation, None);
+        let both_off =
+            Settings::from_value(&json!({"standardAnnotation": "", "sidecarAnnotation": ""}))
+                .unwrap();
+        assert_eq!(both_off.standard_annotation, None);
+        assert!(
+            problem(json!({"standardAnnotation": "Not Valid"})).starts_with("standardAnnotation: ")
+        );
+        assert!(
+            problem(json!({"startupProbePeriodSeconds": -1}))
+                .starts_with("startupProbePeriodSeconds: ")
+        );
+        assert!(
+            problem(json!({"startupProbePeriodSeconds": "5"}))
+                .starts_with("startupProbePeriodSeconds: ")
+        );
     }
 }

@@ -32,17 +32,24 @@ pub fn plan(
                 let Some(Value::Object(readiness)) = sidecar.get("readinessProbe") else {
                     continue;
                 };
-                let (probe, failure_threshold) = derive(readiness, settings.startup_probe_window_seconds);
-                let window = probe_period(readiness).saturating_mul(failure_threshold);
+                // A readinessProbe without a handler is the API server's to
+                // reject; a copy of it would only add a second error.
+                let Some(derived) = derive(readiness, settings) else {
+                    continue;
+                };
                 findings.changed(format!(
-                    "{}: startupProbe derived from its readinessProbe ({failure_threshold} x {} s = {window} s to start)",
+                    "{}: startupProbe derived from its readinessProbe ({} x {} s = {} s to start)",
                     sidecar.name,
-                    probe_period(readiness),
+                    derived.failure_threshold,
+                    derived.period_seconds,
+                    derived
+                        .period_seconds
+                        .saturating_mul(derived.failure_threshold),
                 ));
                 probes.push(StartupProbe {
                     list: sidecar.list,
                     index: sidecar.index,
-                    probe,
+                    probe: derived.probe,
                 });
             }
             Mode::Require => findings.violation(format!(
@@ -55,36 +62,71 @@ pub fn plan(
     probes
 }
 
-/// A startupProbe equal to the readinessProbe but for `successThreshold: 1`
-/// (the API requires it) and a `failureThreshold` raised, when needed, so
-/// that period x threshold covers `window_seconds`: a startupProbe that fails
-/// restarts the container, and a slow sidecar must not be killed in a loop.
-/// Returns the probe and its effective failure threshold.
-fn derive(readiness: &Map<String, Value>, window_seconds: u64) -> (Value, u64) {
-    let mut probe = readiness.clone();
-    probe.insert("successThreshold".to_string(), Value::from(1));
-    let current = readiness
-        .get("failureThreshold")
-        .and_then(Value::as_u64)
-        .unwrap_or(DEFAULT_FAILURE_THRESHOLD);
-    let covering = window_seconds
-        .div_ceil(probe_period(readiness))
-        .min(MAX_FAILURE_THRESHOLD);
-    let failure_threshold = if current < covering {
-        probe.insert("failureThreshold".to_string(), Value::from(covering));
-        covering
-    } else {
-        current
-    };
-    (Value::Object(probe), failure_threshold)
+/// The handlers a probe may have; exactly one is set.
+const HANDLERS: &[&str] = &["httpGet", "tcpSocket", "exec", "grpc"];
+/// What the startupProbe copies from the readinessProbe besides its handler.
+const COPIED_TIMINGS: &[&str] = &["timeoutSeconds", "initialDelaySeconds"];
+
+struct Derived {
+    probe: Value,
+    period_seconds: u64,
+    failure_threshold: u64,
 }
 
-fn probe_period(probe: &Map<String, Value>) -> u64 {
+/// A startupProbe with the readinessProbe's handler, `timeoutSeconds` and
+/// `initialDelaySeconds`. It probes every `startupProbePeriodSeconds` (never
+/// slower than the readiness period), so the application starts as soon as
+/// the sidecar is ready, and tolerates failures for the whole window, as a
+/// failing startupProbe restarts the container. `successThreshold: 1` is what
+/// the API requires of a startupProbe.
+fn derive(readiness: &Map<String, Value>, settings: &Settings) -> Option<Derived> {
+    let handler = HANDLERS.iter().find(|handler| {
+        readiness
+            .get(**handler)
+            .is_some_and(|value| !value.is_null())
+    })?;
+    let readiness_period = positive(readiness, "periodSeconds").unwrap_or(DEFAULT_PERIOD_SECONDS);
+    let readiness_threshold =
+        positive(readiness, "failureThreshold").unwrap_or(DEFAULT_FAILURE_THRESHOLD);
+    let window = settings.startup_probe_window_seconds;
+    let (period_seconds, failure_threshold) = if window == 0 {
+        (readiness_period, readiness_threshold)
+    } else {
+        let period = match settings.startup_probe_period_seconds {
+            0 => readiness_period,
+            setting => setting.min(readiness_period),
+        };
+        let covering = window.div_ceil(period);
+        (
+            period,
+            readiness_threshold.max(covering).min(MAX_FAILURE_THRESHOLD),
+        )
+    };
+    let mut probe = Map::new();
+    for field in std::iter::once(handler).chain(COPIED_TIMINGS) {
+        if let Some(value) = readiness.get(*field).filter(|value| !value.is_null()) {
+            probe.insert((*field).to_string(), value.clone());
+        }
+    }
+    probe.insert("periodSeconds".to_string(), Value::from(period_seconds));
+    probe.insert("successThreshold".to_string(), Value::from(1));
+    probe.insert(
+        "failureThreshold".to_string(),
+        Value::from(failure_threshold),
+    );
+    Some(Derived {
+        probe: Value::Object(probe),
+        period_seconds,
+        failure_threshold,
+    })
+}
+
+/// A positive integer field of a probe; Kubernetes defaults 0 and absence.
+fn positive(probe: &Map<String, Value>, field: &str) -> Option<u64> {
     probe
-        .get("periodSeconds")
+        .get(field)
         .and_then(Value::as_u64)
-        .filter(|period| *period > 0)
-        .unwrap_or(DEFAULT_PERIOD_SECONDS)
+        .filter(|value| *value > 0)
 }
 
 #[cfg(test)]
@@ -92,64 +134,117 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn derived(readiness: Value, window: u64) -> Value {
-        derive(readiness.as_object().unwrap(), window).0
+    fn derived(readiness: Value, settings: Value) -> Value {
+        let settings = Settings::from_value(&settings).unwrap();
+        derive(readiness.as_object().unwrap(), &settings)
+            .unwrap()
+            .probe
+    }
+
+    fn istio_readiness() -> Value {
+        json!({"httpGet": {"path": "/healthz/ready", "port": 15021, "scheme": "HTTP"}, "periodSeconds": 15,
+            "failureThreshold": 4, "successThreshold": 3, "timeoutSeconds": 3, "initialDelaySeconds": 1})
     }
 
     #[test]
-    fn the_window_raises_the_failure_threshold() {
-        let readiness = json!({"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15,
-            "failureThreshold": 4, "successThreshold": 3, "timeoutSeconds": 3});
+    fn probes_every_second_for_the_whole_window_by_default() {
         assert_eq!(
-            derived(readiness, 300),
-            json!({"httpGet": {"path": "/healthz/ready", "port": 15021}, "periodSeconds": 15,
-                "failureThreshold": 20, "successThreshold": 1, "timeoutSeconds": 3})
+            derived(istio_readiness(), json!({})),
+            json!({"httpGet": {"path": "/healthz/ready", "port": 15021, "scheme": "HTTP"}, "periodSeconds": 1,
+                "failureThreshold": 300, "successThreshold": 1, "timeoutSeconds": 3, "initialDelaySeconds": 1})
+        );
+    }
+
+    #[test]
+    fn copies_only_the_handler_and_its_timings() {
+        let readiness = json!({"grpc": {"port": 9090}, "terminationGracePeriodSeconds": 5,
+            "x-vendor": true, "exec": null});
+        assert_eq!(
+            derived(readiness, json!({})),
+            json!({"grpc": {"port": 9090}, "periodSeconds": 1, "successThreshold": 1, "failureThreshold": 300})
+        );
+    }
+
+    #[test]
+    fn the_period_setting_is_never_slower_than_readiness() {
+        let with = |settings: Value| {
+            let probe = derived(istio_readiness(), settings);
+            (
+                probe["periodSeconds"].clone(),
+                probe["failureThreshold"].clone(),
+            )
+        };
+        assert_eq!(
+            with(json!({"startupProbePeriodSeconds": 5})),
+            (json!(5), json!(60))
+        );
+        // 0 means the readiness period
+        assert_eq!(
+            with(json!({"startupProbePeriodSeconds": 0})),
+            (json!(15), json!(20))
+        );
+        // above the readiness period: capped at it
+        assert_eq!(
+            with(json!({"startupProbePeriodSeconds": 60})),
+            (json!(15), json!(20))
+        );
+        // a window that does not divide evenly rounds up
+        assert_eq!(
+            with(json!({"startupProbePeriodSeconds": 7, "startupProbeWindowSeconds": 100})),
+            (json!(7), json!(15))
         );
     }
 
     #[test]
     fn defaults_apply_when_the_readiness_probe_omits_them() {
-        // period 10 s by default: 300 s needs 30 failures.
-        assert_eq!(
-            derived(json!({"tcpSocket": {"port": 5432}}), 300),
-            json!({"tcpSocket": {"port": 5432}, "successThreshold": 1, "failureThreshold": 30})
-        );
-        // a window that does not divide evenly rounds up
+        // period 10 s and threshold 3 by default
         assert_eq!(
             derived(
-                json!({"exec": {"command": ["true"]}, "periodSeconds": 7}),
-                100
-            )["failureThreshold"],
-            json!(15)
+                json!({"tcpSocket": {"port": 5432}}),
+                json!({"startupProbePeriodSeconds": 0})
+            ),
+            json!({"tcpSocket": {"port": 5432}, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 30})
         );
     }
 
     #[test]
     fn a_threshold_that_already_covers_the_window_is_kept() {
         let readiness =
-            json!({"tcpSocket": {"port": 1}, "periodSeconds": 10, "failureThreshold": 60});
-        assert_eq!(derived(readiness, 300)["failureThreshold"], json!(60));
+            json!({"tcpSocket": {"port": 1}, "periodSeconds": 10, "failureThreshold": 600});
+        assert_eq!(
+            derived(readiness, json!({}))["failureThreshold"],
+            json!(600)
+        );
     }
 
     #[test]
     fn the_threshold_stays_within_int32() {
         let readiness = json!({"tcpSocket": {"port": 1}, "periodSeconds": 1});
         assert_eq!(
-            derived(readiness, 3_000_000_000)["failureThreshold"],
+            derived(
+                readiness,
+                json!({"startupProbeWindowSeconds": 3_000_000_000u64})
+            )["failureThreshold"],
             json!(2_147_483_647)
         );
     }
 
     #[test]
-    fn a_zero_window_keeps_the_readiness_value() {
+    fn a_zero_window_keeps_the_readiness_period_and_threshold() {
         assert_eq!(
-            derived(json!({"tcpSocket": {"port": 1}, "failureThreshold": 2}), 0),
-            json!({"tcpSocket": {"port": 1}, "failureThreshold": 2, "successThreshold": 1})
+            derived(
+                istio_readiness(),
+                json!({"startupProbeWindowSeconds": 0, "startupProbePeriodSeconds": 1})
+            ),
+            json!({"httpGet": {"path": "/healthz/ready", "port": 15021, "scheme": "HTTP"}, "periodSeconds": 15,
+                "failureThreshold": 4, "successThreshold": 1, "timeoutSeconds": 3, "initialDelaySeconds": 1})
         );
-        assert!(
-            derived(json!({"tcpSocket": {"port": 1}}), 0)
-                .get("failureThreshold")
-                .is_none()
-        );
+    }
+
+    #[test]
+    fn a_readiness_probe_without_handler_derives_nothing() {
+        let settings = Settings::default();
+        let readiness = json!({"periodSeconds": 5});
+        assert!(derive(readiness.as_object().unwrap(), &settings).is_none());
     }
 }

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
-use crate::catalogue::BUILTIN_SIDECARS;
+use crate::catalogue::{self, OWN_POD_HOSTS, Unless};
 use crate::plan::Findings;
-use crate::pod::{List, PodView};
+use crate::pod::{Container, List, PodView};
 use crate::settings::Settings;
 
 /// Why a container of `spec.containers` is a sidecar.
@@ -17,7 +17,7 @@ pub enum Reason {
     Annotation,
     /// Matches `sidecars[i]` of the settings (detected).
     Matcher(usize),
-    /// In the built-in catalogue (detected).
+    /// In the built-in catalogue and meeting its entry's conditions (detected).
     Catalogue,
 }
 
@@ -48,23 +48,46 @@ pub type Typing = Vec<Option<Reason>>;
 /// Classifies every entry of `spec.containers`; annotation names that match
 /// no container become warnings, a pod of declared sidecars only a violation.
 pub fn classify(view: &PodView, settings: &Settings, findings: &mut Findings) -> Typing {
-    let annotated = annotated_names(view, settings, findings);
+    let standard = annotated_names(
+        view,
+        settings.standard_annotation.as_deref(),
+        false,
+        findings,
+    );
+    let declared = annotated_names(view, settings.sidecar_annotation.as_deref(), true, findings);
     let mut typing: Typing = view
         .containers
         .iter()
-        .map(|container| match container.lifecycle_type() {
-            Some("Standard") => None,
-            Some("Sidecar") => Some(Reason::Marker),
-            _ if annotated.contains(container.name) => Some(Reason::Annotation),
-            _ => settings
+        .map(|container| {
+            let name = container.name;
+            if container.image() == Some(INJECTION_TEMPLATE_IMAGE) {
+                return None;
+            }
+            match container.lifecycle_type() {
+                Some("Standard") => return None,
+                _ if standard.contains(name) => {
+                    if declared.contains(name) {
+                        findings.warn(format!(
+                            "{name}: named in both {} and {}; it stays a regular container",
+                            settings.sidecar_annotation.as_deref().unwrap_or_default(),
+                            settings.standard_annotation.as_deref().unwrap_or_default(),
+                        ));
+                    }
+                    return None;
+                }
+                Some("Sidecar") => return Some(Reason::Marker),
+                _ if declared.contains(name) => return Some(Reason::Annotation),
+                _ => {}
+            }
+            if let Some(index) = settings
                 .sidecars
                 .iter()
-                .position(|matcher| matcher.matches(container.name, container.image()))
-                .map(Reason::Matcher)
-                .or_else(|| {
-                    (settings.builtin_sidecars && BUILTIN_SIDECARS.contains(&container.name))
-                        .then_some(Reason::Catalogue)
-                }),
+                .position(|matcher| matcher.matches(name, container.image()))
+            {
+                return Some(Reason::Matcher(index));
+            }
+            (settings.builtin_sidecars && is_catalogued_sidecar(container, view, findings))
+                .then_some(Reason::Catalogue)
         })
         .collect();
 
@@ -76,10 +99,23 @@ pub fn classify(view: &PodView, settings: &Settings, findings: &mut Findings) ->
             }
         }
         if typing.iter().all(Option::is_some) {
+            let declared: Vec<String> = view
+                .containers
+                .iter()
+                .zip(&typing)
+                .filter_map(|(container, role)| {
+                    Some(format!(
+                        "{} ({})",
+                        container.name,
+                        (*role)?.describe(settings)
+                    ))
+                })
+                .collect();
             findings.violation(format!(
-                "{}.containers: every container is declared a sidecar, so the pod would have no main container; \
+                "{}.containers: every container is declared a sidecar ({}), so the pod would have no main container; \
                  keep the application out of annotation {} and lifecycle.type: Sidecar",
                 view.spec_path,
+                declared.join(", "),
                 settings.sidecar_annotation.as_deref().unwrap_or("(off)"),
             ));
         }
@@ -87,19 +123,67 @@ pub fn classify(view: &PodView, settings: &Settings, findings: &mut Findings) ->
     typing
 }
 
+/// Istio completes a container with this image when it injects the pod, and
+/// expects to find it in `spec.containers` (SPEC §3, rule 1).
+const INJECTION_TEMPLATE_IMAGE: &str = "auto";
+
+/// Rule 7: a catalogue name that meets its entry's conditions (SPEC §3.1).
+/// A proxy that gets its identity from its own pod is warned about.
+fn is_catalogued_sidecar(container: &Container, view: &PodView, findings: &mut Findings) -> bool {
+    let Some(entry) = catalogue::entry(container.name) else {
+        return false;
+    };
+    entry.unless.iter().all(|condition| match condition {
+        Unless::NotMarkedInjected { key } => view.is_marked(key),
+        Unless::ProxyModeOtherThan { mode } => {
+            let mut args = container.args();
+            match (args.next(), args.next()) {
+                (Some("proxy"), Some(other)) if !other.starts_with('-') => other == *mode,
+                _ => true,
+            }
+        }
+        Unless::OptedOut { keys, value } => !keys
+            .iter()
+            .any(|key| view.annotation(key).is_some_and(|v| v.trim() == *value)),
+        Unless::IdentityFromOwnPod { env } => match container.env_value(env) {
+            Some(address) if is_own_pod(address) => {
+                findings.warn(format!(
+                    "{}: stays a regular container: {env}={address} is this pod, so gating would deadlock",
+                    container.name
+                ));
+                false
+            }
+            _ => true,
+        },
+    })
+}
+
+/// Whether `address` (`host` or `host:port`) names the pod itself.
+fn is_own_pod(address: &str) -> bool {
+    let address = address.trim();
+    let host = match address.rsplit_once(':') {
+        // `[::1]:8080`, `localhost.:8080`; a bare `[::1]` has no port to cut
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => address,
+    };
+    OWN_POD_HOSTS.contains(&host)
+}
+
 /// Unknown annotation names warned about one by one; past that, one warning
 /// counts the rest, so a hostile annotation cannot flood the API client.
 const MAX_UNKNOWN_NAME_WARNINGS: usize = 10;
 
-/// The names the pod's annotation declares that are entries of
-/// `spec.containers`. Names of native sidecars are already satisfied; any
-/// other name is reported and ignored.
+/// The names the pod's annotation `key` lists that are entries of
+/// `spec.containers`. Other names are reported and ignored, except, in the
+/// sidecar annotation (`declares_sidecars`), names of native sidecars:
+/// already satisfied, so re-applying a converted manifest is silent.
 fn annotated_names<'a>(
     view: &PodView<'a>,
-    settings: &Settings,
+    key: Option<&str>,
+    declares_sidecars: bool,
     findings: &mut Findings,
 ) -> HashSet<&'a str> {
-    let Some(key) = settings.sidecar_annotation.as_deref() else {
+    let Some(key) = key else {
         return HashSet::new();
     };
     let Some(value) = view.annotation(key) else {
@@ -116,11 +200,16 @@ fn annotated_names<'a>(
             Some(container) if container.list == List::Containers => {
                 names.insert(name);
             }
-            Some(container) if container.is_native_sidecar() => {}
+            Some(container) if declares_sidecars && container.is_native_sidecar() => {}
             _ => {
                 if reported.insert(name) && reported.len() <= MAX_UNKNOWN_NAME_WARNINGS {
                     findings.warn(format!(
-                        "annotation {key}: {name:?} is not a container or native sidecar of this pod; ignored"
+                        "annotation {key}: {name:?} is not a container{} of this pod; ignored",
+                        if declares_sidecars {
+                            " or native sidecar"
+                        } else {
+                            ""
+                        }
                     ));
                 }
             }
@@ -280,5 +369,207 @@ mod tests {
         assert_eq!(typing, [Some(Reason::Annotation)]);
         assert_eq!(findings.violations.len(), 1);
         assert!(findings.violations[0].contains("no main container"));
+    }
+
+    fn annotated_pod(annotations: Value, containers: Value) -> Value {
+        json!({"metadata": {"annotations": annotations}, "spec": {"containers": containers}})
+    }
+
+    const ISTIO_STATUS: &str = r#"{"initContainers":["istio-init"],"containers":["istio-proxy"]}"#;
+
+    #[test]
+    fn an_injection_template_is_never_a_sidecar_and_stays_silent() {
+        let containers = json!([{"name": "app"}, {"name": "istio-proxy", "image": "auto"}]);
+        let annotations = json!({"sidecar.istio.io/status": ISTIO_STATUS,
+            "sidecar-lifecycle/containers": "istio-proxy"});
+        let (typing, findings) = classify_pod(annotated_pod(annotations, containers), json!({}));
+        assert_eq!(typing, [None, None]);
+        assert!(findings.warnings().is_empty());
+    }
+
+    #[test]
+    fn the_standard_annotation_opts_out_and_reports_unknown_names() {
+        let containers = json!([{"name": "api"}, {"name": "vault-agent"}, {"name": "daprd"}]);
+        let annotations =
+            json!({"sidecar-lifecycle/standard-containers": "vault-agent, ghost, , vault-agent"});
+        let (typing, findings) = classify_pod(
+            annotated_pod(annotations.clone(), containers.clone()),
+            json!({}),
+        );
+        assert_eq!(typing, [None, None, Some(Reason::Catalogue)]);
+        assert_eq!(
+            findings.warnings(),
+            [
+                "annotation sidecar-lifecycle/standard-containers: \"ghost\" is not a container of this pod; ignored"
+            ]
+        );
+        // a custom key, and off
+        let (typing, _) = classify_pod(
+            annotated_pod(annotations.clone(), containers.clone()),
+            json!({"standardAnnotation": "example.com/regular"}),
+        );
+        assert_eq!(typing[1], Some(Reason::Catalogue));
+        let (typing, _) = classify_pod(
+            annotated_pod(annotations, containers),
+            json!({"standardAnnotation": ""}),
+        );
+        assert_eq!(typing[1], Some(Reason::Catalogue));
+    }
+
+    #[test]
+    fn a_name_in_both_annotations_stays_regular_with_a_warning() {
+        let containers = json!([{"name": "web"}, {"name": "log-shipper"}, {"name": "audit-tap"}]);
+        let annotations = json!({"sidecar-lifecycle/containers": "log-shipper, audit-tap",
+            "sidecar-lifecycle/standard-containers": "audit-tap"});
+        let (typing, findings) = classify_pod(annotated_pod(annotations, containers), json!({}));
+        assert_eq!(typing, [None, Some(Reason::Annotation), None]);
+        assert_eq!(
+            findings.warnings(),
+            [
+                "audit-tap: named in both sidecar-lifecycle/containers and sidecar-lifecycle/standard-containers; it stays a regular container"
+            ]
+        );
+    }
+
+    #[test]
+    fn istio_proxy_is_a_sidecar_only_in_an_injected_pod_and_in_sidecar_mode() {
+        let istio = |annotations: Value, args: Value| {
+            let containers = json!([{"name": "app"}, {"name": "istio-proxy", "args": args}]);
+            classify_pod(annotated_pod(annotations, containers), json!({})).0[1]
+        };
+        let injected = json!({"sidecar.istio.io/status": ISTIO_STATUS});
+        let sidecar_args = json!(["proxy", "sidecar", "--domain", "shop.svc.cluster.local"]);
+        assert_eq!(
+            istio(injected.clone(), sidecar_args.clone()),
+            Some(Reason::Catalogue)
+        );
+        // an override container that the injector merges at pod creation
+        assert_eq!(istio(json!({}), sidecar_args), None);
+        for workload in [
+            json!(["proxy", "router"]),
+            json!(["proxy", "waypoint", "--x"]),
+            json!(["proxy", "ztunnel"]),
+        ] {
+            assert_eq!(istio(injected.clone(), workload), None);
+        }
+        // overridden args without a mode, or no args at all, do not exclude it
+        for args in [
+            json!(["proxy", "--concurrency", "4"]),
+            json!(["proxy"]),
+            json!(null),
+            json!(["--log_output_level=debug"]),
+        ] {
+            assert_eq!(istio(injected.clone(), args), Some(Reason::Catalogue));
+        }
+        // Istio's own opt-out, compared after trimming white space
+        let opted_out = json!({"sidecar.istio.io/status": ISTIO_STATUS, "sidecar.istio.io/nativeSidecar": " false "});
+        assert_eq!(istio(opted_out, json!(["proxy", "sidecar"])), None);
+        let opted_in = json!({"sidecar.istio.io/status": ISTIO_STATUS, "sidecar.istio.io/nativeSidecar": "true"});
+        assert_eq!(
+            istio(opted_in, json!(["proxy", "sidecar"])),
+            Some(Reason::Catalogue)
+        );
+    }
+
+    #[test]
+    fn a_declared_istio_proxy_needs_no_marker() {
+        let containers =
+            json!([{"name": "app"}, {"name": "istio-proxy", "args": ["proxy", "router"]}]);
+        let (typing, _) = classify_pod(
+            annotated_pod(
+                json!({"sidecar-lifecycle/containers": "istio-proxy"}),
+                containers,
+            ),
+            json!({}),
+        );
+        assert_eq!(typing, [None, Some(Reason::Annotation)]);
+    }
+
+    #[test]
+    fn linkerd_opt_outs_under_each_prefix() {
+        for prefix in [
+            "config.linkerd.io",
+            "config.beta.linkerd.io",
+            "config.alpha.linkerd.io",
+        ] {
+            let annotations = json!({format!("{prefix}/proxy-enable-native-sidecar"): "false"});
+            let containers = json!([{"name": "web"}, {"name": "linkerd-proxy"}]);
+            let (typing, findings) =
+                classify_pod(annotated_pod(annotations, containers), json!({}));
+            assert_eq!(typing, [None, None], "{prefix}");
+            assert!(findings.warnings().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_linkerd_proxy_whose_identity_is_its_own_pod_stays_regular_with_a_warning() {
+        let proxy = |address: &str| {
+            json!({"name": "linkerd-proxy", "env": [{"name": "LINKERD2_PROXY_LOG", "value": "warn"},
+                {"name": "LINKERD2_PROXY_IDENTITY_SVC_ADDR", "value": address}]})
+        };
+        let (typing, findings) = classify_pod(
+            annotated_pod(
+                json!({}),
+                json!([{"name": "identity"}, proxy("localhost.:8080")]),
+            ),
+            json!({}),
+        );
+        assert_eq!(typing, [None, None]);
+        assert_eq!(
+            findings.warnings(),
+            [
+                "linkerd-proxy: stays a regular container: LINKERD2_PROXY_IDENTITY_SVC_ADDR=localhost.:8080 is this pod, so gating would deadlock"
+            ]
+        );
+        let (typing, findings) = classify_pod(
+            annotated_pod(
+                json!({}),
+                json!([{"name": "web"}, proxy("linkerd-identity-headless.linkerd.svc.cluster.local.:8080")]),
+            ),
+            json!({}),
+        );
+        assert_eq!(typing, [None, Some(Reason::Catalogue)]);
+        assert!(findings.warnings().is_empty());
+    }
+
+    #[test]
+    fn own_pod_addresses_with_or_without_a_port() {
+        for own in [
+            "localhost",
+            "localhost.:8080",
+            "127.0.0.1:8080",
+            "[::1]",
+            "[::1]:8080",
+            " localhost:80 ",
+        ] {
+            assert!(is_own_pod(own), "{own}");
+        }
+        for remote in [
+            "linkerd-identity-headless.linkerd.svc.cluster.local.:8080",
+            "10.0.0.1:8080",
+            "localhost.example.com:8080",
+            "::1",
+            "",
+        ] {
+            assert!(!is_own_pod(remote), "{remote}");
+        }
+    }
+
+    #[test]
+    fn the_no_main_container_violation_names_each_declared_container() {
+        let containers =
+            json!([{"name": "envoy"}, {"name": "shipper", "lifecycle": {"type": "Sidecar"}}]);
+        let (_, findings) = classify_pod(
+            annotated_pod(json!({"sidecar-lifecycle/containers": "envoy"}), containers),
+            json!({}),
+        );
+        assert_eq!(findings.violations.len(), 1);
+        assert!(
+            findings.violations[0].contains(
+                "(envoy (named in annotation sidecar-lifecycle/containers), shipper (lifecycle.type: Sidecar))"
+            ),
+            "{}",
+            findings.violations[0]
+        );
     }
 }
