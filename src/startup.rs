@@ -247,4 +247,75 @@ mod tests {
         let readiness = json!({"periodSeconds": 5});
         assert!(derive(readiness.as_object().unwrap(), &settings).is_none());
     }
+
+    /// The kubelet probes a container on a ticker of `periodSeconds` started
+    /// with the pod's prober worker (at a phase unrelated to the container's
+    /// start), skipping ticks before `initialDelaySeconds`. The application
+    /// starts at the first tick after the sidecar is ready. Returns the mean
+    /// and the worst delay after `ready_at`, over the ticker's phases, in
+    /// hundredths of a second.
+    fn modelled_start_delay(probe: &Value, ready_at: f64) -> (f64, f64) {
+        let period = probe["periodSeconds"].as_u64().unwrap() as f64;
+        let initial_delay = probe["initialDelaySeconds"].as_u64().unwrap_or(0) as f64;
+        let earliest = ready_at.max(initial_delay);
+        let phases: Vec<f64> = (0..(period * 100.0) as u64)
+            .map(|hundredths| hundredths as f64 / 100.0)
+            .collect();
+        let delays: Vec<f64> = phases
+            .iter()
+            .map(|phase| phase + ((earliest - phase) / period).ceil().max(0.0) * period - ready_at)
+            .collect();
+        let mean = delays.iter().sum::<f64>() / delays.len() as f64;
+        let worst = delays.iter().cloned().fold(0.0, f64::max);
+        (mean, worst)
+    }
+
+    /// docs/performance.md, "Start-up delay added by gating":
+    /// `cargo test --lib modelled_start_delay_of_the_meshes -- --nocapture`.
+    #[test]
+    fn modelled_start_delay_of_the_meshes() {
+        let meshes = [
+            ("Istio", istio_readiness_as_injected()),
+            (
+                "Linkerd",
+                json!({"httpGet": {"path": "/ready", "port": 4191, "scheme": "HTTP"},
+                "initialDelaySeconds": 2, "timeoutSeconds": 1, "periodSeconds": 10,
+                "successThreshold": 1, "failureThreshold": 3}),
+            ),
+        ];
+        println!("| mesh | readiness period | rule | startupProbe | mean delay | worst delay |");
+        println!("|---|---|---|---|---|---|");
+        for (mesh, readiness) in meshes {
+            let at_readiness_period =
+                derived(readiness.clone(), json!({"startupProbePeriodSeconds": 0}));
+            let every_second = derived(readiness.clone(), json!({}));
+            let mut delays = Vec::new();
+            for (rule, probe) in [
+                ("old: readiness period", &at_readiness_period),
+                ("new: default", &every_second),
+            ] {
+                let (mean, worst) = modelled_start_delay(probe, 2.0);
+                println!(
+                    "| {mesh} | {} s | {rule} | {} x {} s | {mean:.1} s | {worst:.1} s |",
+                    readiness["periodSeconds"], probe["failureThreshold"], probe["periodSeconds"]
+                );
+                delays.push((mean, worst));
+            }
+            let period = readiness["periodSeconds"].as_f64().unwrap();
+            // the old rule waits up to a whole readiness period, the new one up to a second
+            assert!(
+                delays[0].1 > period - 0.1 && delays[0].0 > period / 2.0 - 0.1,
+                "{mesh}: {delays:?}"
+            );
+            assert!(
+                delays[1].1 <= 1.0 && delays[1].0 <= 0.5,
+                "{mesh}: {delays:?}"
+            );
+        }
+    }
+
+    fn istio_readiness_as_injected() -> Value {
+        json!({"httpGet": {"path": "/healthz/ready", "port": 15021, "scheme": "HTTP"},
+            "timeoutSeconds": 3, "periodSeconds": 15, "successThreshold": 1, "failureThreshold": 4})
+    }
 }

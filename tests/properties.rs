@@ -51,7 +51,7 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
-use sidecar_lifecycle_policy::catalogue::BUILTIN_SIDECARS;
+use sidecar_lifecycle_policy::catalogue::{self, CATALOGUE};
 use sidecar_lifecycle_policy::policy;
 use sidecar_lifecycle_policy::settings::{LegacySidecars, Settings};
 
@@ -177,9 +177,19 @@ const IMAGES: &[&str] = &[
     "cr.fluentbit.io/fluent/fluent-bit:3.1.4",
     "shop/app:1",
     "busybox",
+    INJECTION_TEMPLATE,
 ];
 const DEFAULT_ANNOTATION: &str = "sidecar-lifecycle/containers";
 const CUSTOM_ANNOTATION: &str = "example.com/sidecars";
+const DEFAULT_STANDARD_ANNOTATION: &str = "sidecar-lifecycle/standard-containers";
+const CUSTOM_STANDARD_ANNOTATION: &str = "example.com/regular";
+/// Istio's injection template image (SPEC §3, rule 1).
+const INJECTION_TEMPLATE: &str = "auto";
+
+/// The names of the built-in catalogue.
+fn catalogue_names() -> Vec<&'static str> {
+    CATALOGUE.iter().map(|entry| entry.name).collect()
+}
 
 /// Numbers a JSON document may hold that no int64 field takes, or only just.
 const ODD_NUMBERS: &[&str] = &[
@@ -277,6 +287,15 @@ fn extras() -> BoxedStrategy<Vec<(String, Value)>> {
             r#"[{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}]"#,
         ),
         ("env", r#"[{"name": "DRAIN_SECONDS", "value": "5"}]"#),
+        // Linkerd's identity controller proxy, and an ordinary one
+        (
+            "env",
+            r#"[{"name": "LINKERD2_PROXY_IDENTITY_SVC_ADDR", "value": "localhost.:8080"}]"#,
+        ),
+        (
+            "env",
+            r#"[{"name": "LINKERD2_PROXY_IDENTITY_SVC_ADDR", "value": "linkerd-identity-headless.linkerd.svc.cluster.local.:8080"}]"#,
+        ),
         (
             "resources",
             r#"{"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}"#,
@@ -286,6 +305,12 @@ fn extras() -> BoxedStrategy<Vec<(String, Value)>> {
             r#"{"runAsNonRoot": true, "runAsUser": 1337}"#,
         ),
         ("args", r#"["proxy", "sidecar", "--concurrency", "2"]"#),
+        // an Istio gateway, and overridden proxy args without a mode
+        (
+            "args",
+            r#"["proxy", "router", "--domain", "istio-system.svc.cluster.local"]"#,
+        ),
+        ("args", r#"["proxy", "--proxyLogLevel=debug"]"#),
         (
             "volumeMounts",
             r#"[{"name": "data", "mountPath": "/data"}]"#,
@@ -589,7 +614,7 @@ enum Place {
 fn container_name(place: Place) -> BoxedStrategy<String> {
     match place {
         Place::Regular => prop_oneof![
-            3 => select(BUILTIN_SIDECARS),
+            3 => select(catalogue_names()),
             4 => select(APP_NAMES),
             1 => select(SETUP_NAMES),
         ]
@@ -597,7 +622,7 @@ fn container_name(place: Place) -> BoxedStrategy<String> {
         .boxed(),
         Place::Init => prop_oneof![
             3 => select(SETUP_NAMES),
-            3 => select(BUILTIN_SIDECARS),
+            3 => select(catalogue_names()),
             2 => select(APP_NAMES),
         ]
         .prop_map(str::to_owned)
@@ -847,21 +872,43 @@ fn fit_sleeps_to_grace(spec: &mut Map<String, Value>) {
 /// in wild mode sometimes a value that is not a string, no map at all, or
 /// the mirror-pod annotation.
 fn annotations(mode: Mode) -> BoxedStrategy<Option<Value>> {
-    let names = vec(
-        prop_oneof![
-            4 => container_name(Place::Regular),
-            1 => select(&["", " ", "ghost", "istio-init"][..]).prop_map(str::to_owned),
-        ],
-        0..4,
-    );
-    let separator = select(&[",", ", ", " ,", ",,", " , "][..]);
+    let names = || {
+        vec(
+            prop_oneof![
+                4 => container_name(Place::Regular),
+                1 => select(&["", " ", "ghost", "istio-init"][..]).prop_map(str::to_owned),
+            ],
+            0..4,
+        )
+    };
+    let separator = || select(&[",", ", ", " ,", ",,", " , "][..]);
     (
         option::weighted(
             0.4,
             (
                 select(&[DEFAULT_ANNOTATION, CUSTOM_ANNOTATION][..]),
-                names,
-                separator,
+                names(),
+                separator(),
+            ),
+        ),
+        option::weighted(
+            0.2,
+            (
+                select(&[DEFAULT_STANDARD_ANNOTATION, CUSTOM_STANDARD_ANNOTATION][..]),
+                names(),
+                separator(),
+            ),
+        ),
+        // Istio's record of an injected pod, which also marks it injected
+        option::weighted(
+            0.6,
+            select(
+                &[
+                    r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"default"}"#,
+                    r#"{"initContainers":["istio-init","istio-proxy"],"containers":null,"revision":"default"}"#,
+                    r#"{"initContainers":["istio-init"]}"#,
+                    "not json",
+                ][..],
             ),
         ),
         option::weighted(
@@ -869,21 +916,25 @@ fn annotations(mode: Mode) -> BoxedStrategy<Option<Value>> {
             select(
                 &[
                     ("prometheus.io/scrape", "true"),
-                    (
-                        "sidecar.istio.io/status",
-                        r#"{"initContainers":["istio-init"]}"#,
-                    ),
                     ("kubectl.kubernetes.io/default-container", "app"),
+                    ("sidecar.istio.io/nativeSidecar", "false"),
+                    ("sidecar.istio.io/nativeSidecar", "true"),
+                    ("config.linkerd.io/proxy-enable-native-sidecar", "false"),
+                    ("config.beta.linkerd.io/proxy-enable-native-sidecar", " false "),
+                    ("config.alpha.linkerd.io/proxy-enable-native-sidecar", "false"),
                 ][..],
             ),
         ),
         0u8..40,
     )
-        .prop_map(move |(sidecars, other, odd)| {
+        .prop_map(move |(sidecars, standard, istio_status, other, odd)| {
             let odd = if mode == Mode::Wild { odd } else { u8::MAX };
             let mut annotations = Map::new();
-            if let Some((key, names, separator)) = sidecars {
+            for (key, names, separator) in [sidecars, standard].into_iter().flatten() {
                 annotations.insert(key.into(), json!(names.join(separator)));
+            }
+            if let Some(record) = istio_status {
+                annotations.insert("sidecar.istio.io/status".into(), json!(record));
             }
             if let Some((key, value)) = other {
                 annotations.insert(key.into(), json!(value));
@@ -1155,12 +1206,13 @@ fn setting(value: impl Strategy<Value = Value> + 'static) -> BoxedStrategy<Optio
 /// Seconds for a setting: mostly realistic, sometimes up to int64's maximum.
 fn seconds_setting() -> BoxedStrategy<Value> {
     prop_oneof![
-        8 => 0u64..=120,
-        3 => 0u64..=3600,
-        1 => Just(i64::MAX as u64),
-        1 => 0..=i64::MAX as u64,
+        8 => (0u64..=120).prop_map(Value::from),
+        3 => (0u64..=3600).prop_map(Value::from),
+        1 => Just(Value::from(i64::MAX as u64)),
+        1 => (0..=i64::MAX as u64).prop_map(Value::from),
+        // a cleared form field: the default
+        1 => Just(json!("")),
     ]
-    .prop_map(Value::from)
     .boxed()
 }
 
@@ -1243,10 +1295,15 @@ fn settings() -> BoxedStrategy<Value> {
         setting(any::<bool>().prop_map(Value::from)),
         setting(select(&["", DEFAULT_ANNOTATION, CUSTOM_ANNOTATION][..]).prop_map(Value::from)),
         setting(
+            select(&["", DEFAULT_STANDARD_ANNOTATION, CUSTOM_STANDARD_ANNOTATION][..])
+                .prop_map(Value::from),
+        ),
+        setting(
             prop_oneof![
                 3 => Just("convert"),
                 1 => Just("reject"),
                 1 => Just("warn"),
+                1 => Just(""),
             ]
             .prop_map(Value::from),
         ),
@@ -1257,21 +1314,35 @@ fn settings() -> BoxedStrategy<Value> {
             )
             .prop_map(|globs| strings(&globs)),
         ),
-        setting(select(&["derive", "require", "ignore"][..]).prop_map(Value::from)),
+        setting(select(&["derive", "require", "ignore", ""][..]).prop_map(Value::from)),
+        setting(seconds_setting()),
         setting(seconds_setting()),
         setting(grace_settings()),
     )
         .prop_map(
-            |(sidecars, builtin, annotation, legacy, setup, startup, window, grace)| {
+            |(
+                sidecars,
+                builtin,
+                annotation,
+                standard,
+                legacy,
+                setup,
+                startup,
+                window,
+                period,
+                grace,
+            )| {
                 let mut settings = Map::new();
                 for (key, value) in [
                     ("sidecars", sidecars),
                     ("builtinSidecars", builtin),
                     ("sidecarAnnotation", annotation),
+                    ("standardAnnotation", standard),
                     ("legacySidecars", legacy),
                     ("setupInitContainers", setup),
                     ("startupProbe", startup),
                     ("startupProbeWindowSeconds", window),
+                    ("startupProbePeriodSeconds", period),
                     ("terminationGracePeriod", grace),
                 ] {
                     if let Some(value) = value {
@@ -1425,7 +1496,8 @@ fn standard_marker_conflict(case: &Case) -> bool {
                     .sidecars
                     .iter()
                     .any(|matcher| matcher.matches(name, image))
-                || (settings.builtin_sidecars && BUILTIN_SIDECARS.contains(&name)))
+                // over-approximated: the catalogue's conditions are not modelled
+                || (settings.builtin_sidecars && catalogue::entry(name).is_some()))
     })
 }
 
@@ -1660,6 +1732,238 @@ fn a_mutation_changes_only_owned_fields_and_keeps_every_container() {
     OWNED_FIELDS.report(10);
 }
 
+static MESH_RULES: Coverage = Coverage::new("mesh_rules");
+
+/// What the injectors need (SPEC §3, §3.1, §5): a container with Istio's
+/// injection template image, one opted out by the standard annotation or by
+/// the injector's own annotation, and a Linkerd proxy whose identity is its
+/// own pod are never moved; a derived startupProbe never probes more slowly
+/// than the readinessProbe it comes from.
+#[test]
+fn injection_templates_and_opted_out_containers_stay_and_derived_probes_are_fast() {
+    check(case(), |case| {
+        MESH_RULES.case();
+        let response = native(&case.request, &case.settings);
+        let Some(mutated) = mutated_object(&response) else {
+            return Ok(());
+        };
+        let kind = request_kind(&case.request);
+        let pointer = case_pod_spec_pointer(&case)?;
+        let settings = Settings::from_value(&case.settings).expect("generated settings are valid");
+        let object = &case.request["object"];
+        let annotation = |key: &str| -> Option<&str> {
+            object
+                .pointer(pod_metadata_pointer(kind))?
+                .get("annotations")?
+                .get(key)?
+                .as_str()
+        };
+        let standard: BTreeSet<&str> = settings
+            .standard_annotation
+            .as_deref()
+            .and_then(annotation)
+            .map(|names| names.split(',').map(str::trim).collect())
+            .unwrap_or_default();
+        let opted_out = |key: &str| annotation(key).is_some_and(|value| value.trim() == "false");
+        let linkerd_opted_out = [
+            "config.linkerd.io/proxy-enable-native-sidecar",
+            "config.beta.linkerd.io/proxy-enable-native-sidecar",
+            "config.alpha.linkerd.io/proxy-enable-native-sidecar",
+        ]
+        .iter()
+        .any(|key| opted_out(key));
+        let containers = |object: &Value| -> Vec<Value> {
+            object
+                .pointer(pointer)
+                .and_then(|spec| spec.get("containers"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let after: BTreeSet<String> = containers(mutated)
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        for container in containers(object) {
+            let Some(name) = container.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let own_identity = container
+                .get("env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|variable| variable.get("value") == Some(&json!("localhost.:8080")));
+            let must_stay = container.get("image") == Some(&json!(INJECTION_TEMPLATE))
+                || (standard.contains(name) && marker(&container) != Some("Sidecar"))
+                || (name == "istio-proxy"
+                    && opted_out("sidecar.istio.io/nativeSidecar")
+                    && builtin_only(&settings, name, &container, object, kind))
+                || (name == "linkerd-proxy"
+                    && (linkerd_opted_out || own_identity)
+                    && builtin_only(&settings, name, &container, object, kind));
+            prop_assert!(
+                !must_stay || after.contains(name),
+                "{} was moved out of containers although it must stay",
+                name
+            );
+        }
+        let init = mutated
+            .pointer(pointer)
+            .and_then(|spec| spec.get("initContainers"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut before_all = containers(object);
+        before_all.extend(
+            object
+                .pointer(pointer)
+                .and_then(|spec| spec.get("initContainers"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        for sidecar in &init {
+            let name = sidecar.get("name");
+            let had_startup = before_all.iter().any(|c| {
+                c.get("name") == name && c.get("startupProbe").is_some_and(|p| !p.is_null())
+            });
+            let (Some(startup), Some(readiness)) =
+                (sidecar.get("startupProbe"), sidecar.get("readinessProbe"))
+            else {
+                continue;
+            };
+            if had_startup {
+                continue;
+            }
+            let period = |probe: &Value| {
+                probe
+                    .get("periodSeconds")
+                    .and_then(Value::as_u64)
+                    .filter(|p| *p > 0)
+                    .unwrap_or(10)
+            };
+            prop_assert!(
+                period(startup) <= period(readiness),
+                "derived startupProbe period {} above the readiness period {}",
+                period(startup),
+                period(readiness)
+            );
+        }
+        MESH_RULES.exercised();
+        Ok(())
+    });
+    MESH_RULES.report(10);
+}
+
+/// Whether only the catalogue could make this container a sidecar: not
+/// declared by marker or annotation, not matched by a settings matcher.
+fn builtin_only(
+    settings: &Settings,
+    name: &str,
+    container: &Value,
+    object: &Value,
+    kind: &str,
+) -> bool {
+    let image = container.get("image").and_then(Value::as_str);
+    marker(container) != Some("Sidecar")
+        && !annotated_names(object, kind, settings).contains(name)
+        && !settings
+            .sidecars
+            .iter()
+            .any(|matcher| matcher.matches(name, image))
+}
+
+static REAPPLY: Coverage = Coverage::new("reapply_folds_back");
+
+/// SPEC §4, re-applied sidecars: for any request the policy converts, the
+/// object that re-applying the original manifest produces (a three-way merge
+/// keeps the converted object and appends the manifest's sidecars to
+/// `spec.containers` again) is answered, as an UPDATE whose `oldObject` is
+/// the converted object, with exactly the converted object.
+#[test]
+fn re_applying_the_original_manifest_gives_back_the_converted_object() {
+    check(case(), |case| {
+        REAPPLY.case();
+        let response = native(&case.request, &case.settings);
+        let Some(converted) = mutated_object(&response) else {
+            return Ok(());
+        };
+        if marker_conflict(&case) {
+            REAPPLY.skipped();
+            return Ok(());
+        }
+        let pointer = case_pod_spec_pointer(&case)?;
+        let names_in = |object: &Value, list: &str| -> Vec<String> {
+            object
+                .pointer(pointer)
+                .and_then(|spec| spec.get(list))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        };
+        let converted_regular = names_in(converted, "containers");
+        let original_containers: Vec<Value> = case.request["object"]
+            .pointer(pointer)
+            .and_then(|spec| spec.get("containers"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let reapplied: Vec<Value> = original_containers
+            .into_iter()
+            .filter(|c| {
+                c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| !converted_regular.iter().any(|kept| kept == name))
+            })
+            .collect();
+        let mut merged = converted.clone();
+        if let Some(Value::Array(containers)) = merged
+            .pointer_mut(pointer)
+            .and_then(|spec| spec.get_mut("containers"))
+        {
+            containers.extend(reapplied.iter().cloned());
+        }
+        let mut update = case.request.clone();
+        update["operation"] = json!("UPDATE");
+        update["object"] = merged.clone();
+        update["oldObject"] = converted.clone();
+        let answer = native(&update, &case.settings);
+        check_shape(&answer)?;
+        prop_assert!(
+            accepted(&answer),
+            "the re-applied manifest is rejected: {}\nmerged: {:#}",
+            answer["message"],
+            merged
+        );
+        if reapplied.is_empty() {
+            // nothing was moved: the merge is the converted object, unchanged
+            prop_assert!(
+                mutated_object(&answer).is_none(),
+                "an unchanged object was mutated"
+            );
+        } else {
+            let Some(folded) = mutated_object(&answer) else {
+                return Err(TestCaseError::fail(format!(
+                    "the re-applied sidecars were not folded back\nmerged: {merged:#}\nwarnings: {}",
+                    answer["warnings"]
+                )));
+            };
+            prop_assert!(
+                folded == converted,
+                "re-applying gives another object than the converted one\nconverted: {:#}\nfolded: {:#}",
+                converted,
+                folded
+            );
+        }
+        REAPPLY.exercised();
+        Ok(())
+    });
+    REAPPLY.report(10);
+}
+
 static REJECTIONS: Coverage = Coverage::new("rejections_name_something");
 
 /// A rejection names at least one container of the pod or a field.
@@ -1806,10 +2110,10 @@ fn regression_a_huge_readiness_probe_does_not_panic() {
 
 /// The spec conflict of `sidecar_marker_conflict`: `app` is declared a
 /// sidecar by its marker but keeps its own restartPolicy (Kubernetes 1.34),
-/// so it stays, and `istio-proxy`, detected, yields (every container would
+/// so it stays, and `consul-dataplane`, detected, yields (every container would
 /// otherwise be a sidecar). minSeconds makes the policy change the pod; the
 /// mutated pod has lost the marker, and evaluating it again converts
-/// `istio-proxy`.
+/// `consul-dataplane`.
 ///
 /// SPEC §4 (the marker goes whenever the policy mutates) wins over §8
 /// (idempotence) here; this test pins what happens, and the README says it.
@@ -1817,23 +2121,23 @@ fn regression_a_huge_readiness_probe_does_not_panic() {
 fn spec_conflict_a_sidecar_marker_that_stays_is_lost_on_mutation() {
     let request = pod_request(json!({"containers": [
         {"name": "app", "restartPolicy": "Always", "lifecycle": {"type": "Sidecar"}},
-        {"name": "istio-proxy"}]}));
+        {"name": "consul-dataplane"}]}));
     let settings = json!({"terminationGracePeriod": {"minSeconds": 60}});
     let first = mutated_object(&native(&request, &settings))
         .expect("minSeconds raises the grace period")
         .clone();
     assert_eq!(
         first["spec"]["containers"][1]["name"],
-        json!("istio-proxy"),
-        "istio-proxy stays the main container"
+        json!("consul-dataplane"),
+        "consul-dataplane stays the main container"
     );
     let mut again = request.clone();
     again["object"] = first;
     let second = mutated_object(&native(&again, &settings))
-        .expect("the marker is gone: istio-proxy is converted")
+        .expect("the marker is gone: consul-dataplane is converted")
         .clone();
     assert_eq!(
         second["spec"]["initContainers"][0]["name"],
-        json!("istio-proxy")
+        json!("consul-dataplane")
     );
 }

@@ -43,12 +43,26 @@ fn istio_injected_deployment_gets_a_native_istio_proxy_after_istio_init() {
     outcome.assert_mutated();
     assert_order(&outcome, &["istio-init", "istio-proxy"], &["checkout"]);
     assert_native_sidecar(&outcome, "istio-proxy");
-    // start-up is gated: the readinessProbe (period 15 s) becomes a startupProbe covering 300 s
+    // start-up is gated: a startupProbe with the readinessProbe's handler and
+    // timeout probes every second (not every 15 s) for up to 300 s
     let proxy = outcome.container("istio-proxy");
-    let mut expected = proxy["readinessProbe"].clone();
-    expected["successThreshold"] = json!(1);
-    expected["failureThreshold"] = json!(20);
-    assert_eq!(proxy["startupProbe"], expected);
+    let readiness = &proxy["readinessProbe"];
+    assert_eq!(
+        proxy["startupProbe"],
+        json!({"httpGet": readiness["httpGet"], "timeoutSeconds": readiness["timeoutSeconds"],
+            "periodSeconds": 1, "successThreshold": 1, "failureThreshold": 300})
+    );
+    // Istio's record lists istio-proxy as an init container now
+    let status = outcome.mutated().unwrap()["spec"]["template"]["metadata"]["annotations"]
+        ["sidecar.istio.io/status"]
+        .as_str()
+        .unwrap();
+    let status: Value = serde_json::from_str(status).unwrap();
+    assert_eq!(status["containers"], json!([]));
+    assert_eq!(
+        status["initContainers"],
+        json!(["istio-init", "istio-proxy"])
+    );
     // the application's own probes are not touched
     assert!(outcome.container("checkout").get("startupProbe").is_none());
     // one istio-proxy in, no grace change: no preStop, 1 sidecar x 5 s < 30 s
@@ -57,7 +71,7 @@ fn istio_injected_deployment_gets_a_native_istio_proxy_after_istio_init() {
         outcome.warnings(),
         [
             "istio-proxy: converted to a native sidecar in initContainers (built-in sidecar)",
-            "istio-proxy: startupProbe derived from its readinessProbe (20 x 15 s = 300 s to start)",
+            "istio-proxy: startupProbe derived from its readinessProbe (300 x 1 s = 300 s to start)",
         ]
     );
 }
@@ -497,15 +511,15 @@ fn native_sidecar_without_startup_probe_gets_one_derived() {
     let outcome = evaluate("native-sidecar-without-startup-probe-pod.json", defaults());
     outcome.assert_mutated();
     let agent = outcome.container("vault-agent");
-    assert_eq!(agent["startupProbe"]["failureThreshold"], json!(60));
-    assert_eq!(agent["startupProbe"]["periodSeconds"], json!(5));
+    assert_eq!(agent["startupProbe"]["failureThreshold"], json!(300));
+    assert_eq!(agent["startupProbe"]["periodSeconds"], json!(1));
     assert_eq!(
         agent["startupProbe"]["exec"],
         agent["readinessProbe"]["exec"]
     );
     assert_eq!(
         outcome.warnings(),
-        ["vault-agent: startupProbe derived from its readinessProbe (60 x 5 s = 300 s to start)"]
+        ["vault-agent: startupProbe derived from its readinessProbe (300 x 1 s = 300 s to start)"]
     );
 }
 

@@ -229,6 +229,11 @@ pub fn generated_pod(containers: usize, shape: Shape) -> Value {
     let istio_proxy = istio_spec["containers"][1].clone();
     let istio_init = istio_spec["initContainers"][0].clone();
     assert_eq!(istio_proxy["name"], "istio-proxy");
+    // Istio's record marks the pod injected; the policy rewrites it.
+    let istio_status =
+        istio["object"]["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .clone();
+    assert!(istio_status.is_string());
 
     let shippers = log_shippers(containers);
     let apps = containers - shippers - 2;
@@ -281,6 +286,7 @@ pub fn generated_pod(containers: usize, shape: Shape) -> Value {
                     "security.istio.io/tlsMode": "istio", "service.istio.io/canonical-name": "monolith"},
                 "annotations": {
                     "sidecar-lifecycle/containers": declared.join(", "),
+                    "sidecar.istio.io/status": istio_status,
                     "istio.io/rev": "default",
                     "prometheus.io/path": "/stats/prometheus",
                     "prometheus.io/port": "15020",

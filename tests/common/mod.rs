@@ -612,8 +612,10 @@ const CONTAINERS_BY_NAME: &str = "<containers by name>";
 /// `terminationGracePeriodSeconds`; which list a container is in and its
 /// position; `restartPolicy: "Always"` on a container moved to
 /// `initContainers`; a `startupProbe` added where there was none;
-/// `lifecycle.type` removed (with a `lifecycle` it left empty). Everything
-/// else must be the same JSON value.
+/// `lifecycle.type` removed (with a `lifecycle` it left empty); a sidecar
+/// re-applied in `containers` replacing the native sidecar of its name; names
+/// moved between the lists of Istio's `sidecar.istio.io/status` record.
+/// Everything else must be the same JSON value.
 #[track_caller]
 pub fn assert_only_owned_fields_changed(before: &Value, after: &Value, pod_spec_pointer: &str) {
     let spec_of = |obj: &'_ Value, side: &str| -> Value {
@@ -621,8 +623,9 @@ pub fn assert_only_owned_fields_changed(before: &Value, after: &Value, pod_spec_
             .cloned()
             .unwrap_or_else(|| panic!("the {side} object has no pod spec at {pod_spec_pointer}"))
     };
-    let before_spec = spec_of(before, "original");
+    let before_spec = without_reapplied_entries(&spec_of(before, "original"));
     let after_spec = spec_of(after, "mutated");
+    let (before, after) = &with_injection_records_compared(before, after, pod_spec_pointer);
 
     // No container lost, added or duplicated.
     let all_names = |spec: &Value| {
@@ -749,4 +752,91 @@ pub fn assert_only_owned_fields_changed(before: &Value, after: &Value, pod_spec_
          (containers are listed by name under {CONTAINERS_BY_NAME:?}):\n{}",
         format_differences(&found)
     );
+}
+
+/// The pod spec without the native sidecars that a re-applied entry of
+/// `containers` (same name) replaces: the fold keeps the `containers` entry,
+/// which then counts as moved (SPEC §4, re-applied sidecars).
+fn without_reapplied_entries(pod_spec: &Value) -> Value {
+    let regular = container_names_in(pod_spec, "containers");
+    let mut spec = pod_spec.clone();
+    if let Some(Value::Array(init)) = spec.get_mut("initContainers") {
+        init.retain(|container| {
+            !(container.get("restartPolicy") == Some(&json!("Always"))
+                && regular.iter().any(|name| name == container_name(container)))
+        });
+    }
+    spec
+}
+
+/// The injector record the policy keeps true (SPEC §4).
+const ISTIO_STATUS: &str = "sidecar.istio.io/status";
+
+/// `before` and `after`, with each `sidecar.istio.io/status` of `after` put
+/// back to its value in `before` once it is checked to differ only by names
+/// moved between its `containers` and `initContainers`, in compact JSON.
+fn with_injection_records_compared(
+    before: &Value,
+    after: &Value,
+    pod_spec_pointer: &str,
+) -> (Value, Value) {
+    let template_metadata = format!(
+        "{}/metadata",
+        pod_spec_pointer.strip_suffix("/spec").unwrap_or_default()
+    );
+    let mut after = after.clone();
+    for metadata in [template_metadata.as_str(), "/spec/jobTemplate/metadata"] {
+        let pointer = format!("{metadata}/annotations/{}", ISTIO_STATUS.replace('/', "~1"));
+        let (Some(Value::String(was)), Some(Value::String(now))) =
+            (before.pointer(&pointer), after.pointer(&pointer))
+        else {
+            continue;
+        };
+        if was == now {
+            continue;
+        }
+        let parse = |text: &str| -> Map<String, Value> {
+            serde_json::from_str(text).unwrap_or_else(|e| {
+                panic!("{pointer} was rewritten from or to non-JSON {text:?}: {e}")
+            })
+        };
+        let (mut was_record, mut now_record) = (parse(was), parse(now));
+        assert_eq!(
+            &serde_json::to_string(&now_record).unwrap(),
+            now,
+            "{pointer} is not rewritten as compact JSON"
+        );
+        let names = |record: &mut Map<String, Value>| -> (Vec<String>, Vec<String>) {
+            let mut list = |field: &str| -> Vec<String> {
+                match record.remove(field) {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Array(names)) => names
+                        .iter()
+                        .map(|name| name.as_str().expect("a name").to_owned())
+                        .collect(),
+                    Some(other) => panic!("{pointer}: {field} is {other}"),
+                }
+            };
+            (list("containers"), list("initContainers"))
+        };
+        let (was_regular, was_init) = names(&mut was_record);
+        let (now_regular, now_init) = names(&mut now_record);
+        assert_eq!(
+            was_record, now_record,
+            "{pointer}: members other than the container lists changed"
+        );
+        assert!(
+            now_init.starts_with(&was_init),
+            "{pointer}: initContainers {was_init:?} -> {now_init:?} is not an append"
+        );
+        let mut was_all: Vec<&String> = was_regular.iter().chain(&was_init).collect();
+        let mut now_all: Vec<&String> = now_regular.iter().chain(&now_init).collect();
+        was_all.sort();
+        now_all.sort();
+        assert_eq!(was_all, now_all, "{pointer}: names were added or lost");
+        if let Some(slot) = after.pointer_mut(&pointer) {
+            *slot = Value::String(was.clone());
+        }
+    }
+    (before.clone(), after)
 }
