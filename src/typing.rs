@@ -148,7 +148,7 @@ fn is_catalogued_sidecar(container: &Container, view: &PodView, findings: &mut F
         Unless::IdentityFromOwnPod { env } => match container.env_value(env) {
             Some(address) if is_own_pod(address) => {
                 findings.warn(format!(
-                    "{}: stays a regular container: {env}={address} is this pod, so gating would deadlock",
+                    "{}: stays a regular container: its {env} is this pod; gating would deadlock",
                     container.name
                 ));
                 false
@@ -518,7 +518,7 @@ mod tests {
         assert_eq!(
             findings.warnings(),
             [
-                "linkerd-proxy: stays a regular container: LINKERD2_PROXY_IDENTITY_SVC_ADDR=localhost.:8080 is this pod, so gating would deadlock"
+                "linkerd-proxy: stays a regular container: its LINKERD2_PROXY_IDENTITY_SVC_ADDR is this pod; gating would deadlock"
             ]
         );
         let (typing, findings) = classify_pod(
