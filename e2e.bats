@@ -60,26 +60,67 @@ def kept_fields:
       .lifecycle |= del(.type) | if .lifecycle == {} then del(.lifecycle) else . end
     else . end;
 
+# Paths of the sidecar.istio.io/status records the policy keeps true: on the
+# pod (template) metadata, and for a CronJob also on its job template's.
+def istio_status_paths:
+  (if .kind == "Pod" then ["metadata"]
+   elif .kind == "CronJob" then ["spec", "jobTemplate", "spec", "template", "metadata"]
+   else ["spec", "template", "metadata"] end) as $pod
+  | ([$pod] + (if .kind == "CronJob" then [["spec", "jobTemplate", "metadata"]] else [] end))
+  | map(. + ["annotations", "sidecar.istio.io/status"]);
+
+# True when the record $now is the record $was with some names of its
+# "containers" moved to the end of its "initContainers" (absent or null lists
+# count as empty), every other member kept, written as compact JSON.
+def istio_record_moved($was; $now):
+  ($was | try fromjson catch null) as $b
+  | ($now | try fromjson catch null) as $a
+  | if ($b | type) != "object" or ($a | type) != "object" then false
+    else
+      ($a.containers // []) as $kept
+      | [($b.containers // [])[] | select(. as $n | $kept | index([$n]) | not)] as $moved
+      | ($b | del(.containers, .initContainers)) == ($a | del(.containers, .initContainers))
+        and $kept == (($b.containers // []) - $moved)
+        and ($a.initContainers // []) == (($b.initContainers // []) + $moved)
+        and ($now | test("\\n|\": |, \"") | not)
+    end;
+
+# Input: [object before, object after]. The object after, with each record
+# of istio_status_paths put back to its value before when it changed only as
+# istio_record_moved allows.
+def istio_records_restored:
+  .[0] as $before
+  | reduce ($before | istio_status_paths[]) as $p (.[1];
+      ($before | getpath($p)) as $was | getpath($p) as $now
+      | if ($was | type) == "string" and ($now | type) == "string" and $was != $now
+          and istio_record_moved($was; $now)
+        then setpath($p; $was) else . end);
+
 # Input: [object before, object after]. True when they differ only where the
 # policy may change them: which list each container is in, and in what order
 # (every container keeps every field but restartPolicy, startupProbe and
-# lifecycle.type), and terminationGracePeriodSeconds.
+# lifecycle.type), terminationGracePeriodSeconds, and Istio's status records
+# (istio_record_moved).
 def only_policy_fields_changed:
-  .[0] as $before | .[1] as $after
+  .[0] as $before | istio_records_restored as $after
   | ($before | del(podspec.initContainers, podspec.containers, podspec.terminationGracePeriodSeconds))
       == ($after | del(podspec.initContainers, podspec.containers, podspec.terminationGracePeriodSeconds))
   and ([$before | all_containers[] | .name] | sort) == ([$after | all_containers[] | .name] | sort)
   and all($before | all_containers[]; . as $c
         | [$after | all_containers[] | select(.name == $c.name) | kept_fields] == [$c | kept_fields]);
 
-# A startupProbe derived from the readinessProbe: the same handler and timing,
+# A startupProbe derived from the readinessProbe: its handler, timeoutSeconds
+# and initialDelaySeconds, a period no slower than the readiness period,
 # successThreshold 1, failureThreshold covering $window seconds.
 def derived_startup_probe($window):
   .startupProbe as $s | .readinessProbe as $r
   | $s != null and $r != null
   and $s.successThreshold == 1
-  and ($s | del(.successThreshold, .failureThreshold)) == ($r | del(.successThreshold, .failureThreshold))
-  and ($s.periodSeconds // 10) * $s.failureThreshold >= $window
+  and ($s | del(.successThreshold, .failureThreshold, .periodSeconds))
+      == ($r | with_entries(select(.value != null and (.key
+            | IN("httpGet", "tcpSocket", "exec", "grpc", "timeoutSeconds", "initialDelaySeconds")))))
+  and $s.periodSeconds <= ($r.periodSeconds // 10)
+  and $s.periodSeconds * $s.failureThreshold >= $window
   and $s.failureThreshold >= ($r.failureThreshold // 3);
 JQ
 )
@@ -289,7 +330,10 @@ assert_untouched_in_every_mode() {
 	# No preStop hooks: 0 + 5 s for 1 sidecar fits in the default 30 s, and an
 	# unset grace period stays unset.
 	assert_patched 'podspec | has("terminationGracePeriodSeconds") | not'
-	assert_all_patch_paths_under /spec/template/spec
+	# Istio's record now lists istio-proxy as an init container.
+	assert_patched '.spec.template.metadata.annotations["sidecar.istio.io/status"] | fromjson
+		| .containers == [] and .initContainers == ["istio-init", "istio-proxy"]'
+	assert_all_patch_paths_under /spec/template
 	assert_warning istio-proxy converted
 	assert_warning istio-proxy startupProbe
 }
@@ -851,4 +895,539 @@ assert_untouched_in_every_mode() {
 	assert_patched 'native_sidecar("fluent-bit")'
 	# 0 + 15 s appShutdownSeconds + 10 s for 1 sidecar, within [45, 300]: 60 stays.
 	assert_patched 'podspec.terminationGracePeriodSeconds == 60'
+}
+
+# ---------------------------------------------------------------------------
+# Re-applied manifests (issue 9): after a merge the sidecar is in both lists
+# ---------------------------------------------------------------------------
+#
+# kubectl apply (client-side and --server-side), helm upgrade, Argo CD and
+# Flux merge the manifest (sidecar in containers) into the stored object that
+# the policy converted (sidecar native in initContainers): the UPDATE's
+# object has the name in both lists, its oldObject is the stored object.
+# only_policy_fields_changed compares containers by name and cannot describe
+# such a pair, so these tests compare the patched pod template with the
+# stored one (the request's oldObject) instead.
+
+REAPPLY_JQ=$(
+	cat <<'JQ'
+# The pod template of a workload; for a Pod, its spec.
+def pod_template:
+  if .kind == "Pod" then .spec
+  elif .kind == "CronJob" then .spec.jobTemplate.spec.template
+  else .spec.template end;
+
+# The paths where two values differ, for failure messages.
+def differing_paths($a; $b):
+  [($a, $b) | paths(type != "object" and type != "array")] | unique
+  | map(select(. as $p | ($a | getpath($p)) != ($b | getpath($p))))
+  | map(map(tostring) | "/" + join("/"));
+JQ
+)
+
+reapplied_warning() {
+	printf '%s: re-applied in containers; folded into its native sidecar in initContainers' "$1"
+}
+
+# assert_reapplied_patch: accepted with a JSON Patch that applies to the
+# request's object; the patch in $PATCH, the patched object in $PATCHED.
+assert_reapplied_patch() {
+	assert_response '.allowed == true and .patchType == "JSONPatch" and (.patch | type) == "string"'
+	jq -r '.patch | @base64d' <<<"$RESPONSE" >"$PATCH"
+	jq -e 'type == "array" and length > 0' "$PATCH" >/dev/null ||
+		fail "the patch is not a non-empty JSON Patch: $(cat "$PATCH")"
+	jq -c --slurpfile patch "$PATCH" "$JQ_LIB"' .object | apply_jsonpatch($patch[0])' "$REQUEST" >"$PATCHED" ||
+		fail "the patch does not apply to the object of $REQUEST: $(cat "$PATCH")"
+}
+
+# assert_template_is_stored [JQ_FILTER]: the patched object's pod template
+# (a Pod: its spec) is the request's oldObject's, after JQ_FILTER (default:
+# none) is applied to the stored one, for what the merge itself changed.
+assert_template_is_stored() {
+	local adjust="${1:-.}"
+	local program="$REAPPLY_JQ"'
+	  ($request[0].oldObject | pod_template | '"$adjust"') as $stored
+	  | ($after[0] | pod_template) as $patched'
+	jq -e -n --slurpfile request "$REQUEST" --slurpfile after "$PATCHED" \
+		"$program"' | $stored == $patched' >/dev/null ||
+		fail "the patched pod template is not the stored one (adjusted by: $adjust); differing paths:" \
+			"$(jq -c -n --slurpfile request "$REQUEST" --slurpfile after "$PATCHED" \
+				"$program"' | differing_paths($stored; $patched)')"
+}
+
+# assert_only_template_patched: outside the pod template (a Pod: its spec)
+# the patched object is the request's object.
+assert_only_template_patched() {
+	jq -e -n --slurpfile request "$REQUEST" --slurpfile after "$PATCHED" "$REAPPLY_JQ"'
+	  ($request[0].object | pod_template) as $t
+	  | ($after[0] | pod_template = $t) == $request[0].object' >/dev/null ||
+		fail "the patch changes the object outside its pod template: $(jq -c 'map(.path)' "$PATCH")"
+}
+
+# assert_exact_warnings WARNING...: the warnings are exactly these, in order.
+assert_exact_warnings() {
+	local expected
+	expected=$(printf '%s\n' "$@" | jq -R . | jq -s -c .)
+	assert_response '(.warnings // []) == $expected' --argjson expected "$expected"
+}
+
+# assert_patched_request_is_stable: the request with the patched object is
+# accepted unchanged (the fold gave the stored template: nothing more to do).
+assert_patched_request_is_stable() {
+	write_request_with_patched_object "$BATS_TEST_TMPDIR/patched-request.json"
+	run_policy "$BATS_TEST_TMPDIR/patched-request.json"
+	assert_accepted_unchanged
+	assert_no_warnings
+}
+
+ISTIO_DUPLICATE='spec.template.spec.containers[1].name: "istio-proxy" is already the name of spec.template.spec.initContainers[1]'
+
+@test "re-applied Istio Deployment (kubectl apply): folded back into the stored template, nothing rolls out" {
+	run_policy test_data/istio-deployment-reapplied-unchanged.json
+	assert_reapplied_patch
+	assert_template_is_stored
+	assert_only_template_patched
+	assert_all_patch_paths_under /spec/template
+	assert_container_order '["istio-init","istio-proxy"]' '["checkout"]'
+	assert_patched 'native_sidecar("istio-proxy")'
+	assert_exact_warnings "$(reapplied_warning istio-proxy)"
+	assert_patched_request_is_stable
+}
+
+@test "re-applied Istio Deployment (helm upgrade) with a new proxy image: updated in place, the rest as stored" {
+	run_policy test_data/istio-deployment-reapplied-new-proxy-image.json
+	assert_reapplied_patch
+	assert_template_is_stored '.spec.initContainers[0].image = "docker.io/istio/proxyv2:1.22.4"
+		| .spec.initContainers[1].image = "docker.io/istio/proxyv2:1.22.4"'
+	assert_only_template_patched
+	assert_container_order '["istio-init","istio-proxy"]' '["checkout"]'
+	assert_patched 'init_container("istio-proxy") | .image == "docker.io/istio/proxyv2:1.22.4" and .restartPolicy == "Always"'
+	assert_exact_warnings "$(reapplied_warning istio-proxy)"
+}
+
+@test "re-applied Linkerd StatefulSet (server-side apply): the same startupProbe is derived again" {
+	run_policy test_data/linkerd-statefulset-reapplied.json
+	assert_reapplied_patch
+	assert_template_is_stored
+	assert_only_template_patched
+	assert_container_order '["linkerd-init","linkerd-proxy"]' '["ledger"]'
+	assert_patched 'init_container("linkerd-proxy").startupProbe
+		== {"httpGet": {"path": "/ready", "port": 4191, "scheme": "HTTP"}, "initialDelaySeconds": 2,
+		    "timeoutSeconds": 1, "periodSeconds": 1, "successThreshold": 1, "failureThreshold": 300}'
+	assert_exact_warnings "$(reapplied_warning linkerd-proxy)"
+}
+
+@test "re-applied vault-agent CronJob with a new schedule: the job template stays as stored" {
+	run_policy test_data/vault-agent-cronjob-reapplied.json
+	assert_reapplied_patch
+	assert_template_is_stored
+	assert_only_template_patched
+	assert_all_patch_paths_under /spec/jobTemplate/spec/template/spec
+	assert_container_order '["vault-agent","vault-agent-init"]' '["report"]'
+	assert_patched '.spec.schedule == "0 3 * * *"'
+	assert_exact_warnings "$(reapplied_warning vault-agent)"
+}
+
+@test "re-applied Job (Argo CD), unchanged: the immutable pod spec comes back exactly as stored" {
+	run_policy test_data/cloud-sql-proxy-job-reapplied-unchanged.json
+	assert_reapplied_patch
+	assert_template_is_stored
+	assert_only_template_patched
+	assert_all_patch_paths_under /spec/template/spec
+	assert_container_order '["cloud-sql-proxy"]' '["migrate"]'
+	assert_exact_warnings "$(reapplied_warning cloud-sql-proxy)"
+}
+
+@test "re-applied Job with new proxy args: accepted untouched, left to the API server" {
+	run_policy test_data/cloud-sql-proxy-job-reapplied-changed.json
+	assert_accepted_unchanged
+	assert_no_warnings
+}
+
+@test "re-applied Job, legacySidecars reject or warn: accepted untouched" {
+	local settings
+	for settings in '{"legacySidecars":"reject"}' '{"legacySidecars":"warn"}'; do
+		run_policy test_data/cloud-sql-proxy-job-reapplied-unchanged.json "$settings"
+		assert_accepted_unchanged
+		assert_no_warnings
+	done
+}
+
+@test "re-applied naked Pod, unchanged but a label: the spec comes back as stored, the label is kept" {
+	run_policy test_data/pod-reapplied-unchanged.json
+	assert_reapplied_patch
+	assert_template_is_stored
+	assert_only_template_patched
+	assert_all_patch_paths_under /spec
+	assert_container_order '["cloud-sql-proxy"]' '["psql"]'
+	assert_patched '.metadata.labels.ticket == "OPS-1290"'
+	assert_exact_warnings "$(reapplied_warning cloud-sql-proxy)"
+}
+
+@test "re-applied naked Pod with a changed proxy env: accepted untouched, left to the API server" {
+	run_policy test_data/pod-reapplied-changed.json
+	assert_accepted_unchanged
+	assert_no_warnings
+}
+
+@test "re-applied naked Pod with an automounted token: the proxy comes back without the mount, accepted untouched" {
+	run_policy test_data/pod-reapplied-unchanged-with-token-mount.json
+	assert_accepted_unchanged
+	assert_no_warnings
+}
+
+@test "malformed: a CREATE with the sidecar in both lists names the duplicate" {
+	run_policy test_data/deployment-create-with-duplicate-sidecar.json
+	assert_rejected "$ISTIO_DUPLICATE"
+}
+
+@test "re-applied Istio Deployment, legacySidecars reject or warn: the duplicate stays malformed" {
+	local settings
+	for settings in '{"legacySidecars":"reject"}' '{"legacySidecars":"warn"}'; do
+		run_policy test_data/istio-deployment-reapplied-unchanged.json "$settings"
+		assert_rejected "$ISTIO_DUPLICATE"
+	done
+}
+
+@test "re-applied Istio Deployment, builtinSidecars false: istio-proxy is no sidecar, the duplicate stays malformed" {
+	run_policy test_data/istio-deployment-reapplied-unchanged.json '{"builtinSidecars":false}'
+	assert_rejected "$ISTIO_DUPLICATE"
+}
+
+@test "re-applied Istio Deployment opted out by sidecar-lifecycle/standard-containers: the duplicate stays malformed" {
+	jq '.object.spec.template.metadata.annotations["sidecar-lifecycle/standard-containers"] = "istio-proxy"' \
+		test_data/istio-deployment-reapplied-unchanged.json >"$BATS_TEST_TMPDIR/opted-out.json"
+	run_policy "$BATS_TEST_TMPDIR/opted-out.json"
+	assert_rejected "$ISTIO_DUPLICATE"
+}
+
+@test "malformed: a duplicate of an init container that is not native is no re-applied sidecar" {
+	run_policy test_data/reapplied-duplicate-not-native-init.json
+	assert_rejected 'spec.template.spec.containers[1].name: "cloud-sql-proxy" is already the name of spec.template.spec.initContainers[0]'
+}
+
+# ---------------------------------------------------------------------------
+# Know the meshes (issue 10): what each injector writes
+# ---------------------------------------------------------------------------
+
+# assert_untouched_in_legacy_modes REQUEST: accepted, unchanged, without
+# warnings, with legacySidecars convert (default), reject and warn.
+assert_untouched_in_legacy_modes() {
+	local settings
+	for settings in '{}' '{"legacySidecars":"reject"}' '{"legacySidecars":"warn"}'; do
+		run_policy "$1" "$settings"
+		assert_accepted_unchanged
+		assert_no_warnings
+	done
+}
+
+# istio_record POINTER_JQ: the sidecar.istio.io/status record at the jq path
+# (e.g. .spec.template.metadata) of the patched object, parsed.
+istio_record() {
+	jq -c "$1"'.annotations["sidecar.istio.io/status"] | fromjson' "$PATCHED"
+}
+
+# assert_istio_record POINTER_JQ INIT_CONTAINERS CONTAINERS: the record's
+# lists, as JSON arrays (an absent or null list reads as []).
+assert_istio_record() {
+	local actual expected
+	actual=$(istio_record "$1" | jq -c '{initContainers: (.initContainers // []), containers: (.containers // [])}')
+	expected=$(jq -c -n --argjson i "$2" --argjson c "$3" '{initContainers: $i, containers: $c}')
+	[ "$actual" = "$expected" ] ||
+		fail "sidecar.istio.io/status at $1: expected $expected" "got $actual"
+}
+
+@test "mesh: Istio gateway chart Deployment with image auto: left to the injector, silently, in every mode" {
+	assert_untouched_in_legacy_modes test_data/istio-gateway-chart-auto-image-deployment.json
+}
+
+@test "mesh: image auto wins over a declaration by annotation, silently" {
+	jq '.object.spec.template.metadata.annotations["sidecar-lifecycle/containers"] = "istio-proxy"' \
+		test_data/istio-gateway-chart-auto-image-deployment.json >"$BATS_TEST_TMPDIR/auto-declared.json"
+	assert_untouched_in_legacy_modes "$BATS_TEST_TMPDIR/auto-declared.json"
+}
+
+@test "mesh: istio-proxy override container without sidecar.istio.io/status: not a sidecar, in every mode" {
+	assert_untouched_in_legacy_modes test_data/istio-override-container-deployment.json
+}
+
+@test "mesh: injected gateway running proxy router: istio-proxy is the main container, in every mode" {
+	assert_untouched_in_legacy_modes test_data/istio-injected-gateway-proxy-router-deployment.json
+}
+
+@test "mesh: injected gateway with its args overridden to proxy sidecar: converted" {
+	jq '(.object.spec.template.spec.containers[] | select(.name == "istio-proxy") | .args[1]) = "sidecar"' \
+		test_data/istio-injected-gateway-proxy-router-deployment.json >"$BATS_TEST_TMPDIR/gateway-as-sidecar.json"
+	run_policy "$BATS_TEST_TMPDIR/gateway-as-sidecar.json"
+	assert_mutated
+	assert_container_order '["istio-proxy"]' '["oauth2-proxy"]'
+	assert_istio_record .spec.template.metadata '["istio-proxy"]' '[]'
+}
+
+@test "mesh: CronJob from istioctl kube-inject: converted, the job template's record rewritten" {
+	run_policy test_data/istio-kube-injected-cronjob.json
+	assert_mutated
+	assert_container_order '["istio-init","istio-proxy"]' '["sweeper"]'
+	assert_patched 'native_sidecar("istio-proxy")'
+	assert_patched 'init_container("istio-proxy") | .startupProbe == {httpGet: .readinessProbe.httpGet, timeoutSeconds: 3, periodSeconds: 1, successThreshold: 1, failureThreshold: 300}'
+	assert_patched 'podspec.terminationGracePeriodSeconds == 30'
+	assert_istio_record .spec.jobTemplate.metadata '["istio-init","istio-proxy"]' '[]'
+	# every other member of the record is kept
+	[ "$(istio_record .spec.jobTemplate.metadata | jq -c '[.revision, .imagePullSecrets, (.volumes | length)]')" = '["default",null,8]' ] ||
+		fail "the record lost members: $(istio_record .spec.jobTemplate.metadata)"
+	# the pod template had no record and gets none
+	assert_patched '.spec.jobTemplate.spec.template.metadata.annotations["sidecar.istio.io/status"] == null'
+	assert_all_patch_paths_under /spec/jobTemplate
+	assert_warning 'istio-proxy: converted to a native sidecar in initContainers (built-in sidecar)'
+	assert_warning 'istio-proxy: startupProbe derived from its readinessProbe (300 x 1 s = 300 s to start)'
+}
+
+@test "mesh: CronJob with the record on both templates: both rewritten" {
+	run_policy test_data/istio-kube-injected-cronjob-both-records.json
+	assert_mutated
+	assert_container_order '["istio-init","istio-proxy"]' '["sweeper"]'
+	assert_istio_record .spec.jobTemplate.metadata '["istio-init","istio-proxy"]' '[]'
+	assert_istio_record .spec.jobTemplate.spec.template.metadata '["istio-init","istio-proxy"]' '[]'
+}
+
+@test "mesh: CronJob from istioctl kube-inject, legacySidecars reject: rejected, naming istio-proxy" {
+	run_policy test_data/istio-kube-injected-cronjob.json '{"legacySidecars":"reject"}'
+	assert_rejected 'spec.jobTemplate.spec.template.spec.containers[1] (istio-proxy)' 'restartPolicy: Always'
+}
+
+@test "mesh: injected Pod whose istio-proxy args have no mode word: converted, its record rewritten" {
+	run_policy test_data/istio-injected-pod-overridden-proxy-args.json
+	assert_mutated
+	assert_container_order '["istio-init","istio-proxy"]' '["search-api"]'
+	assert_patched 'native_sidecar("istio-proxy")'
+	assert_patched 'init_container("istio-proxy") | .args[0:3] == ["proxy","--domain","$(POD_NAMESPACE).svc.cluster.local"]'
+	assert_istio_record .metadata '["istio-init","istio-proxy"]' '[]'
+	assert_warning istio-proxy converted
+}
+
+@test "mesh: sidecar.istio.io/nativeSidecar false: Istio's opt-out, silently, in every mode" {
+	assert_untouched_in_legacy_modes test_data/istio-native-sidecar-opt-out-deployment.json
+}
+
+@test "mesh: sidecar.istio.io/nativeSidecar true: converted" {
+	jq '.object.spec.template.metadata.annotations["sidecar.istio.io/nativeSidecar"] = "true"' \
+		test_data/istio-native-sidecar-opt-out-deployment.json >"$BATS_TEST_TMPDIR/native-true.json"
+	run_policy "$BATS_TEST_TMPDIR/native-true.json"
+	assert_mutated
+	assert_container_order '["istio-init","istio-proxy"]' '["fraud-scoring"]'
+	assert_istio_record .spec.template.metadata '["istio-init","istio-proxy"]' '[]'
+}
+
+@test "mesh: Linkerd proxy-enable-native-sidecar false: Linkerd's opt-out, silently, in every mode" {
+	assert_untouched_in_legacy_modes test_data/linkerd-native-sidecar-opt-out-pod.json
+}
+
+@test "mesh: Linkerd opt-out under the beta and alpha prefixes, and with white space around false" {
+	local key value
+	for key in config.beta.linkerd.io config.alpha.linkerd.io config.linkerd.io; do
+		for value in false ' false '; do
+			jq --arg key "$key/proxy-enable-native-sidecar" --arg value "$value" \
+				'.object.metadata.annotations |= (del(.["config.linkerd.io/proxy-enable-native-sidecar"]) | .[$key] = $value)' \
+				test_data/linkerd-native-sidecar-opt-out-pod.json >"$BATS_TEST_TMPDIR/linkerd-opt-out.json"
+			run_policy "$BATS_TEST_TMPDIR/linkerd-opt-out.json"
+			assert_accepted_unchanged
+			assert_no_warnings
+		done
+	done
+}
+
+@test "mesh: Linkerd proxy-enable-native-sidecar true: converted" {
+	jq '.object.metadata.annotations["config.linkerd.io/proxy-enable-native-sidecar"] = "true"' \
+		test_data/linkerd-native-sidecar-opt-out-pod.json >"$BATS_TEST_TMPDIR/linkerd-native-true.json"
+	run_policy "$BATS_TEST_TMPDIR/linkerd-native-true.json"
+	assert_mutated
+	assert_container_order '["linkerd-init","linkerd-proxy"]' '["quotes"]'
+	assert_patched 'native_sidecar("linkerd-proxy")'
+}
+
+@test "mesh: linkerd-identity Deployment: linkerd-proxy stays regular, with a warning in every mode" {
+	local settings
+	for settings in '{}' '{"legacySidecars":"reject"}' '{"legacySidecars":"warn"}'; do
+		run_policy test_data/linkerd-identity-controller-deployment.json "$settings"
+		assert_accepted_unchanged
+		assert_warning linkerd-proxy 'stays a regular container' LINKERD2_PROXY_IDENTITY_SVC_ADDR
+		assert_response '(.warnings | length) == 1'
+	done
+}
+
+@test "mesh: linkerd-identity Deployment pointed at the identity Service: an ordinary sidecar" {
+	jq '(.object.spec.template.spec.containers[] | select(.name == "linkerd-proxy") | .env[] | select(.name == "LINKERD2_PROXY_IDENTITY_SVC_ADDR") | .value) = "linkerd-identity-headless.linkerd.svc.cluster.local.:8080"' \
+		test_data/linkerd-identity-controller-deployment.json >"$BATS_TEST_TMPDIR/identity-remote.json"
+	run_policy "$BATS_TEST_TMPDIR/identity-remote.json"
+	assert_mutated
+	assert_container_order '["linkerd-init","linkerd-proxy"]' '["identity"]'
+	assert_no_warning_containing 'stays a regular container'
+}
+
+@test "mesh: Linkerd Pod with the remote identity Service: converted" {
+	run_policy test_data/linkerd-remote-identity-pod.json
+	assert_mutated
+	assert_container_order '["linkerd-init","linkerd-proxy"]' '["stock-api"]'
+	assert_patched 'native_sidecar("linkerd-proxy")'
+	assert_patched 'init_container("linkerd-proxy") | .lifecycle.postStart != null'
+	assert_patched 'init_container("linkerd-proxy") | .startupProbe == {httpGet: .readinessProbe.httpGet, initialDelaySeconds: 2, timeoutSeconds: 1, periodSeconds: 1, successThreshold: 1, failureThreshold: 300}'
+	assert_all_patch_paths_under /spec
+	assert_warning 'linkerd-proxy: startupProbe derived from its readinessProbe (300 x 1 s = 300 s to start)'
+}
+
+@test "mesh: standard-containers annotation: vault-agent stays regular, cloud-sql-proxy converted, silently" {
+	run_policy test_data/standard-containers-annotation-deployment.json
+	assert_mutated
+	assert_container_order '["cloud-sql-proxy","vault-agent-init"]' '["api","vault-agent"]'
+	assert_patched 'native_sidecar("cloud-sql-proxy")'
+	assert_patched 'container("vault-agent") | has("restartPolicy") | not'
+	assert_response '.warnings == ["cloud-sql-proxy: converted to a native sidecar in initContainers (built-in sidecar)"]'
+}
+
+@test "mesh: standard-containers annotation naming a container that does not exist: one warning" {
+	jq '.object.spec.template.metadata.annotations["sidecar-lifecycle/standard-containers"] = "vault-agent, ghost"' \
+		test_data/standard-containers-annotation-deployment.json >"$BATS_TEST_TMPDIR/standard-ghost.json"
+	run_policy "$BATS_TEST_TMPDIR/standard-ghost.json"
+	assert_mutated
+	assert_container_order '["cloud-sql-proxy","vault-agent-init"]' '["api","vault-agent"]'
+	assert_warning 'annotation sidecar-lifecycle/standard-containers: "ghost" is not a container of this pod; ignored'
+	assert_response '(.warnings | length) == 2'
+}
+
+@test "mesh: standardAnnotation off: vault-agent is a catalogue sidecar again" {
+	run_policy test_data/standard-containers-annotation-deployment.json '{"standardAnnotation":""}'
+	assert_mutated
+	assert_container_order '["vault-agent","cloud-sql-proxy","vault-agent-init"]' '["api"]'
+}
+
+@test "mesh: a name in both annotations stays regular, with a warning" {
+	run_policy test_data/both-annotations-deployment.json
+	assert_mutated
+	assert_container_order '["log-shipper"]' '["web","audit-tap"]'
+	assert_patched 'native_sidecar("log-shipper")'
+	assert_warning audit-tap both
+	assert_warning log-shipper converted
+	assert_response '(.warnings | length) == 2'
+}
+
+@test "mesh: standardAnnotation set to a custom key: daprd stays regular" {
+	run_policy test_data/custom-standard-annotation-pod.json '{"standardAnnotation":"platform.example.com/keep-regular"}'
+	assert_accepted_unchanged
+	assert_no_warnings
+}
+
+@test "mesh: the custom key means nothing with the default settings: daprd converted" {
+	run_policy test_data/custom-standard-annotation-pod.json
+	assert_mutated
+	assert_container_order '["daprd"]' '["orders"]'
+	assert_patched 'init_container("daprd") | .startupProbe.periodSeconds == 1 and .startupProbe.failureThreshold == 300'
+}
+
+@test "mesh: cloud-sql-proxy with a cloud-sql-proxy shutdown preStop: converted, with a hygiene warning" {
+	run_policy test_data/cloud-sql-proxy-shutdown-prestop-deployment.json
+	assert_mutated
+	assert_container_order '["cloud-sql-proxy"]' '["reconciler"]'
+	assert_patched 'native_sidecar("cloud-sql-proxy")'
+	# its own startupProbe is kept
+	assert_patched 'init_container("cloud-sql-proxy") | .startupProbe.httpGet.path == "/startup" and .startupProbe.failureThreshold == 60'
+	assert_warning 'cloud-sql-proxy: converted to a native sidecar in initContainers (built-in sidecar)'
+	assert_warning cloud-sql-proxy shutdown
+	assert_response '(.warnings | length) == 2'
+}
+
+@test "mesh: requests as a cluster sends them: converted like the manifests" {
+	run_policy test_data/istio-injected-deployment-as-cluster-sends.json
+	assert_mutated
+	assert_container_order '["istio-init","istio-proxy"]' '["checkout"]'
+	assert_patched 'podspec.terminationGracePeriodSeconds == 30'
+	assert_istio_record .spec.template.metadata '["istio-init","istio-proxy"]' '[]'
+	assert_no_warning_containing terminationGracePeriodSeconds
+
+	run_policy test_data/linkerd-injected-pod.json
+	assert_mutated
+	assert_container_order '["linkerd-init","linkerd-proxy"]' '["web"]'
+
+	run_policy test_data/cloud-sql-proxy-job-as-cluster-sends.json
+	assert_mutated
+	assert_container_order '["cloud-sql-proxy"]' '["migrate"]'
+	assert_patched '.spec.manualSelector == false and (.spec | has("selector") | not)'
+}
+
+@test "mesh: startupProbePeriodSeconds and startupProbeWindowSeconds shape the derived probe" {
+	local case settings period threshold
+	for case in \
+		'{}|1|300' \
+		'{"startupProbePeriodSeconds":5}|5|60' \
+		'{"startupProbePeriodSeconds":0}|15|20' \
+		'{"startupProbePeriodSeconds":60}|15|20' \
+		'{"startupProbeWindowSeconds":0}|15|4' \
+		'{"startupProbeWindowSeconds":0,"startupProbePeriodSeconds":5}|15|4'; do
+		IFS='|' read -r settings period threshold <<<"$case"
+		run_policy test_data/istio-injected-deployment-as-cluster-sends.json "$settings"
+		assert_mutated
+		assert_patched 'init_container("istio-proxy") | .startupProbe == {httpGet: .readinessProbe.httpGet, timeoutSeconds: 3, periodSeconds: $p, successThreshold: 1, failureThreshold: $t}' \
+			--argjson p "$period" --argjson t "$threshold"
+		assert_warning "istio-proxy: startupProbe derived from its readinessProbe ($threshold x $period s = $((threshold * period)) s to start)"
+	done
+}
+
+@test "mesh: invalid settings of issue 10 are refused with the key" {
+	local case settings path
+	for case in \
+		'{"standardAnnotation":"not a key!"}|standardAnnotation' \
+		'{"standardAnnotation":"sidecar-lifecycle/containers"}|standardAnnotation' \
+		'{"startupProbePeriodSeconds":-1}|startupProbePeriodSeconds' \
+		'{"startupProbePeriodSeconds":"5"}|startupProbePeriodSeconds' \
+		'{"builtinSidecars":""}|builtinSidecars'; do
+		settings=${case%|*}
+		path=${case##*|}
+		run kwctl run --request-path test_data/configmap-create.json --settings-json "$settings" annotated-policy.wasm
+		[ "$status" -ne 0 ] || fail "kwctl accepted the invalid settings $settings: $output"
+		[[ "$output" == *"Provided settings are not valid"*"$path"* ]] ||
+			fail "settings $settings: the error does not name $path: $output"
+	done
+}
+
+@test "mesh: valid settings of issue 10, and empty strings that mean the defaults" {
+	local settings
+	for settings in \
+		'{"standardAnnotation":""}' \
+		'{"standardAnnotation":"platform.example.com/keep-regular"}' \
+		'{"standardAnnotation":"sidecar-lifecycle/containers","sidecarAnnotation":""}' \
+		'{"startupProbePeriodSeconds":0}' \
+		'{"startupProbePeriodSeconds":"","legacySidecars":"","terminationGracePeriod":{"minSeconds":""}}'; do
+		run_policy test_data/istio-kube-injected-cronjob.json "$settings"
+		assert_mutated
+	done
+	# the cleared form answers as the empty settings
+	run_policy test_data/istio-kube-injected-cronjob.json '{}'
+	local expected=$RESPONSE
+	run_policy test_data/istio-kube-injected-cronjob.json \
+		'{"startupProbePeriodSeconds":"","legacySidecars":"","terminationGracePeriod":{"minSeconds":""}}'
+	[ "$(jq -S -c 'del(.uid)' <<<"$RESPONSE")" = "$(jq -S -c 'del(.uid)' <<<"$expected")" ] ||
+		fail "empty strings do not answer as the defaults" "defaults: $expected" "cleared:  $RESPONSE"
+}
+
+@test "mesh: idempotence: every converted object of issue 10 is accepted unchanged when evaluated again" {
+	local case request settings
+	for case in \
+		'istio-kube-injected-cronjob|{}' \
+		'istio-kube-injected-cronjob-both-records|{}' \
+		'istio-injected-pod-overridden-proxy-args|{}' \
+		'linkerd-remote-identity-pod|{}' \
+		'standard-containers-annotation-deployment|{}' \
+		'both-annotations-deployment|{}' \
+		'custom-standard-annotation-pod|{}' \
+		'cloud-sql-proxy-shutdown-prestop-deployment|{}' \
+		'istio-injected-deployment-as-cluster-sends|{}' \
+		'linkerd-injected-pod|{}' \
+		'cloud-sql-proxy-job-as-cluster-sends|{}'; do
+		request=${case%%|*}
+		settings=${case#*|}
+		run_policy "test_data/$request.json" "$settings"
+		assert_mutated
+		write_request_with_patched_object "$BATS_TEST_TMPDIR/$request-converted.json"
+		run_policy "$BATS_TEST_TMPDIR/$request-converted.json" "$settings"
+		assert_accepted_unchanged
+	done
 }

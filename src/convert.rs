@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::admission::{Operation, Workload};
 use crate::catalogue::{self, BUILTIN_SETUP_INIT_CONTAINERS};
 use crate::plan::{Conversion, Findings, RecordRewrite};
-use crate::pod::{Container, Malformed, PodView, Reapplied};
+use crate::pod::{Container, List, Malformed, PodView, Reapplied};
 use crate::settings::{LegacySidecars, Settings};
 use crate::typing::Typing;
 
@@ -26,6 +26,18 @@ pub struct Layout<'v, 'a> {
     /// Sidecars that stay regular containers (`warn`, `reject`, or a
     /// container with its own restartPolicy).
     pub legacy_sidecars: Vec<&'v Container<'a>>,
+    /// The stored native sidecar each re-applied one replaces, by the
+    /// re-applied entry's index in `spec.containers`.
+    pub replaced: HashMap<usize, &'v Container<'a>>,
+}
+
+impl<'v, 'a> Layout<'v, 'a> {
+    /// The stored native sidecar that `sidecar`, re-applied, replaces.
+    pub fn replaced_by(&self, sidecar: &Container) -> Option<&'v Container<'a>> {
+        (sidecar.list == List::Containers)
+            .then(|| self.replaced.get(&sidecar.index).copied())
+            .flatten()
+    }
 }
 
 /// What the conversion rule decided for the pod.
@@ -55,6 +67,7 @@ pub fn plan<'v, 'a>(
     let mut layout = Layout::default();
     let mut moved = Vec::new();
     let mut folded = Vec::new();
+    // stored native sidecar index in initContainers -> re-applied entry
     let mut replacements = HashMap::new();
     let mut converted_names = Vec::new();
     let mut duplicates = Vec::new();
@@ -72,6 +85,13 @@ pub fn plan<'v, 'a>(
                 ));
                 folded.push((container.index, pair.init_container));
                 replacements.insert(pair.init_container, container);
+                if let Some(stored) = view
+                    .init_containers
+                    .iter()
+                    .find(|init| init.index == pair.init_container)
+                {
+                    layout.replaced.insert(container.index, stored);
+                }
                 converted_names.push(name);
             } else {
                 duplicates.push(pair.duplicate.clone());

@@ -37,15 +37,22 @@ pub fn plan(
                 let Some(derived) = derive(readiness, settings) else {
                     continue;
                 };
-                findings.changed(format!(
-                    "{}: startupProbe derived from its readinessProbe ({} x {} s = {} s to start)",
-                    sidecar.name,
-                    derived.failure_threshold,
-                    derived.period_seconds,
-                    derived
-                        .period_seconds
-                        .saturating_mul(derived.failure_threshold),
-                ));
+                // A re-applied sidecar gets back the probe it had: no news.
+                let rederived = layout
+                    .replaced_by(sidecar)
+                    .and_then(|stored| stored.get("startupProbe"))
+                    == Some(&derived.probe);
+                if !rederived {
+                    findings.changed(format!(
+                        "{}: startupProbe derived from its readinessProbe ({} x {} s = {} s to start)",
+                        sidecar.name,
+                        derived.failure_threshold,
+                        derived.period_seconds,
+                        derived
+                            .period_seconds
+                            .saturating_mul(derived.failure_threshold),
+                    ));
+                }
                 probes.push(StartupProbe {
                     list: sidecar.list,
                     index: sidecar.index,

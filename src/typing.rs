@@ -68,7 +68,7 @@ pub fn classify(view: &PodView, settings: &Settings, findings: &mut Findings) ->
                 _ if standard.contains(name) => {
                     if declared.contains(name) {
                         findings.warn(format!(
-                            "{name}: named in both {} and {}; it stays a regular container",
+                            "{name}: named in both {} and {}; stays regular",
                             settings.sidecar_annotation.as_deref().unwrap_or_default(),
                             settings.standard_annotation.as_deref().unwrap_or_default(),
                         ));
@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(
             findings.warnings(),
             [
-                "audit-tap: named in both sidecar-lifecycle/containers and sidecar-lifecycle/standard-containers; it stays a regular container"
+                "audit-tap: named in both sidecar-lifecycle/containers and sidecar-lifecycle/standard-containers; stays regular"
             ]
         );
     }

@@ -73,11 +73,12 @@ fn pod_request_with(metadata: Value, spec: Value) -> Value {
 /// After whatever came before, the instance still converts a sidecar.
 #[track_caller]
 fn assert_still_answers(policy: &Policy) {
-    let request = pod_request(json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}));
+    let request =
+        pod_request(json!({"containers": [{"name": "app"}, {"name": "cloud-sql-proxy"}]}));
     let response = validate(policy, "a normal request afterwards", &request, &json!({}));
     assert_eq!(
         response.pointer("/mutated_object/spec/initContainers/0/name"),
-        Some(&json!("istio-proxy")),
+        Some(&json!("cloud-sql-proxy")),
         "the instance no longer answers normally: {response}"
     );
 }
@@ -102,7 +103,7 @@ fn ten_thousand_containers() {
                 "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", format!("sleep {}", i % 60)]}}}})
         })
         .collect();
-    containers.push(json!({"name": "istio-proxy", "readinessProbe": {"httpGet": {"path": "/ready", "port": 15021}}}));
+    containers.push(json!({"name": "cloud-sql-proxy", "readinessProbe": {"httpGet": {"path": "/ready", "port": 15021}}}));
     // Half of them declared sidecars by the annotation: 5,000 conversions.
     let declared: Vec<String> = (0..5_000).map(|i| format!("app-{}", 2 * i)).collect();
     let request = pod_request_with(
@@ -141,7 +142,7 @@ fn a_one_megabyte_annotation_value() {
     let repeated = "ghost,".repeat(megabyte / 6);
     let request = pod_request_with(
         json!({"name": "shop", "annotations": {"sidecar-lifecycle/containers": repeated}}),
-        json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}),
+        json!({"containers": [{"name": "app"}, {"name": "cloud-sql-proxy"}]}),
     );
     let response = validate(
         &policy,
@@ -164,7 +165,7 @@ fn a_one_megabyte_annotation_value() {
     let distinct: Vec<String> = (0..megabyte / 8).map(|i| format!("g{i:06}")).collect();
     let request = pod_request_with(
         json!({"name": "shop", "annotations": {"sidecar-lifecycle/containers": distinct.join(",")}}),
-        json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}),
+        json!({"containers": [{"name": "app"}, {"name": "cloud-sql-proxy"}]}),
     );
     let response = validate(
         &policy,
@@ -182,7 +183,7 @@ fn a_one_megabyte_annotation_value() {
     let other = "x".repeat(megabyte);
     let request = pod_request_with(
         json!({"name": "shop", "annotations": {"example.com/blob": other}}),
-        json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}),
+        json!({"containers": [{"name": "app"}, {"name": "cloud-sql-proxy"}]}),
     );
     let response = validate(&policy, "1 MB other annotation", &request, &json!({}));
     assert_eq!(
@@ -206,7 +207,7 @@ fn json_nested_beyond_the_recursion_limit_in_an_unknown_field() {
     let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
     for depth in [200, 10_000, 1_000_000] {
         let payload = raw_pod_payload(&format!(
-            r#"{{"containers": [{{"name": "app"}}, {{"name": "istio-proxy"}}], "x-deep": {}}}"#,
+            r#"{{"containers": [{{"name": "app"}}, {{"name": "cloud-sql-proxy"}}], "x-deep": {}}}"#,
             nested(depth)
         ));
         let response = validate_bytes(&policy, &format!("nested {depth} deep"), payload.as_bytes());
@@ -218,7 +219,7 @@ fn json_nested_beyond_the_recursion_limit_in_an_unknown_field() {
     // The payload, request, object, spec, containers, a container: 6 levels;
     // 120 more are within the limit, kept and returned as they came.
     let payload = raw_pod_payload(&format!(
-        r#"{{"containers": [{{"name": "app"}}, {{"name": "istio-proxy", "x-deep": {}}}]}}"#,
+        r#"{{"containers": [{{"name": "app"}}, {{"name": "cloud-sql-proxy", "x-deep": {}}}]}}"#,
         nested(120)
     ));
     let response = validate_bytes(&policy, "nested 120 deep", payload.as_bytes());
@@ -275,7 +276,7 @@ fn numbers_out_of_range_in_unknown_fields_are_kept_as_written() {
         .collect();
     let fields = fields.join(", ");
     let payload = raw_pod_payload(&format!(
-        r#"{{{fields}, "containers": [{{"name": "app", {fields}}}, {{"name": "istio-proxy", {fields}}}]}}"#
+        r#"{{{fields}, "containers": [{{"name": "app", {fields}}}, {{"name": "cloud-sql-proxy", {fields}}}]}}"#
     ));
     let response = validate_bytes(&policy, "numbers out of range", payload.as_bytes());
     assert!(
@@ -312,7 +313,7 @@ fn numbers_out_of_range_in_the_grace_period_are_rejected_with_the_field() {
         "3e1",
     ] {
         let payload = raw_pod_payload(&format!(
-            r#"{{"terminationGracePeriodSeconds": {number}, "containers": [{{"name": "app"}}, {{"name": "istio-proxy"}}]}}"#
+            r#"{{"terminationGracePeriodSeconds": {number}, "containers": [{{"name": "app"}}, {{"name": "cloud-sql-proxy"}}]}}"#
         ));
         let response = validate_bytes(
             &policy,
@@ -329,7 +330,7 @@ fn numbers_out_of_range_in_the_grace_period_are_rejected_with_the_field() {
     }
     // int64's maximum is a valid grace period, and enough for any budget.
     let payload = raw_pod_payload(
-        r#"{"terminationGracePeriodSeconds": 9223372036854775807, "containers": [{"name": "app"}, {"name": "istio-proxy"}]}"#,
+        r#"{"terminationGracePeriodSeconds": 9223372036854775807, "containers": [{"name": "app"}, {"name": "cloud-sql-proxy"}]}"#,
     );
     let response = validate_bytes(&policy, "grace period int64 max", payload.as_bytes());
     assert_eq!(
@@ -360,7 +361,7 @@ fn duplicate_keys() {
     let policy = Policy::new();
     let payload = raw_pod_payload(
         r#"{"containers": [{"name": "app"}], "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "app"}, {"name": "istio-proxy", "name": "vault-agent"}],
+            "containers": [{"name": "app"}, {"name": "cloud-sql-proxy", "name": "vault-agent"}],
             "terminationGracePeriodSeconds": 60}"#,
     );
     let response = validate_bytes(
@@ -458,7 +459,8 @@ fn a_payload_that_is_json_but_not_an_object() {
 #[test]
 fn settings_that_are_not_an_object() {
     let policy = Policy::new();
-    let request = pod_request(json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}));
+    let request =
+        pod_request(json!({"containers": [{"name": "app"}, {"name": "cloud-sql-proxy"}]}));
     for settings in [
         json!([]),
         json!(7),

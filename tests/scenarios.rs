@@ -5,35 +5,8 @@
 
 mod common;
 
-use common::{Outcome, evaluate};
+use common::{defaults, evaluate};
 use serde_json::{Value, json};
-
-fn defaults() -> Value {
-    json!({})
-}
-
-fn names(list: &[&str]) -> Vec<String> {
-    list.iter().map(|name| name.to_string()).collect()
-}
-
-#[track_caller]
-fn assert_order(outcome: &Outcome, init: &[&str], containers: &[&str]) {
-    assert_eq!(
-        outcome.init_container_names(),
-        names(init),
-        "initContainers"
-    );
-    assert_eq!(outcome.container_names(), names(containers), "containers");
-}
-
-#[track_caller]
-fn assert_native_sidecar(outcome: &Outcome, name: &str) {
-    assert_eq!(
-        outcome.container(name)["restartPolicy"],
-        json!("Always"),
-        "{name} is not a native sidecar"
-    );
-}
 
 // SPEC §3-§5: conversion of injected and declared sidecars, every workload kind.
 
@@ -41,8 +14,8 @@ fn assert_native_sidecar(outcome: &Outcome, name: &str) {
 fn istio_injected_deployment_gets_a_native_istio_proxy_after_istio_init() {
     let outcome = evaluate("istio-injected-deployment.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["istio-init", "istio-proxy"], &["checkout"]);
-    assert_native_sidecar(&outcome, "istio-proxy");
+    outcome.assert_order(&["istio-init", "istio-proxy"], &["checkout"]);
+    outcome.assert_native_sidecar("istio-proxy");
     // start-up is gated: a startupProbe with the readinessProbe's handler and
     // timeout probes every second (not every 15 s) for up to 300 s
     let proxy = outcome.container("istio-proxy");
@@ -87,8 +60,8 @@ fn istio_ingress_gateway_keeps_istio_proxy_as_its_main_container() {
 fn linkerd_injected_pod_gets_linkerd_proxy_after_linkerd_init() {
     let outcome = evaluate("linkerd-injected-pod.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["linkerd-init", "linkerd-proxy"], &["web"]);
-    assert_native_sidecar(&outcome, "linkerd-proxy");
+    outcome.assert_order(&["linkerd-init", "linkerd-proxy"], &["web"]);
+    outcome.assert_native_sidecar("linkerd-proxy");
     assert_eq!(
         outcome.container("linkerd-proxy")["startupProbe"]["successThreshold"],
         json!(1)
@@ -101,8 +74,8 @@ fn linkerd_injected_pod_gets_linkerd_proxy_after_linkerd_init() {
 fn job_with_cloud_sql_proxy_can_complete() {
     let outcome = evaluate("cloud-sql-proxy-job.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["cloud-sql-proxy"], &["migrate"]);
-    assert_native_sidecar(&outcome, "cloud-sql-proxy");
+    outcome.assert_order(&["cloud-sql-proxy"], &["migrate"]);
+    outcome.assert_native_sidecar("cloud-sql-proxy");
     // no readinessProbe to derive from
     assert!(
         outcome
@@ -121,8 +94,8 @@ fn cronjob_with_vault_agent_is_converted_in_its_job_template() {
         outcome.pod_spec_pointer(),
         "/spec/jobTemplate/spec/template/spec"
     );
-    assert_order(&outcome, &["vault-agent", "vault-agent-init"], &["report"]);
-    assert_native_sidecar(&outcome, "vault-agent");
+    outcome.assert_order(&["vault-agent", "vault-agent-init"], &["report"]);
+    outcome.assert_native_sidecar("vault-agent");
 }
 
 #[test]
@@ -134,7 +107,7 @@ fn statefulset_log_shipper_is_detected_by_an_image_matcher() {
         json!({"sidecars": [{"image": "cr.fluentbit.io/fluent/fluent-bit:*"}]}),
     );
     outcome.assert_mutated();
-    assert_order(&outcome, &["fluent-bit"], &["postgres"]);
+    outcome.assert_order(&["fluent-bit"], &["postgres"]);
     outcome.assert_warning_containing(
         "fluent-bit: converted to a native sidecar in initContainers (matches sidecars[0])",
     );
@@ -144,14 +117,14 @@ fn statefulset_log_shipper_is_detected_by_an_image_matcher() {
 fn daemonset_otel_collector_is_converted() {
     let outcome = evaluate("daemonset-with-otel-collector.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["otc-container"], &["node-exporter"]);
+    outcome.assert_order(&["otc-container"], &["node-exporter"]);
 }
 
 #[test]
 fn replicaset_without_owner_gets_a_native_daprd() {
     let outcome = evaluate("replicaset-with-daprd.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["daprd"], &["orders"]);
+    outcome.assert_order(&["daprd"], &["orders"]);
     outcome.assert_warning_containing("daprd: startupProbe derived from its readinessProbe");
 }
 
@@ -159,8 +132,7 @@ fn replicaset_without_owner_gets_a_native_daprd() {
 fn replication_controller_consul_dataplane_follows_its_setup_container() {
     let outcome = evaluate("replicationcontroller-with-consul.json", defaults());
     outcome.assert_mutated();
-    assert_order(
-        &outcome,
+    outcome.assert_order(
         &["consul-connect-inject-init", "consul-dataplane"],
         &["legacy-api"],
     );
@@ -177,7 +149,7 @@ fn pod_with_a_native_sidecar_already_is_left_alone() {
 fn lifecycle_type_sidecar_declares_and_both_markers_are_removed() {
     let outcome = evaluate("lifecycle-type-sidecar-pod.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["log-forwarder"], &["api"]);
+    outcome.assert_order(&["log-forwarder"], &["api"]);
     // the marker is gone; the rest of the lifecycle stays
     assert!(
         outcome
@@ -203,7 +175,7 @@ fn lifecycle_type_standard_opts_a_catalogue_name_out() {
 fn annotation_declares_sidecars_by_name_and_reports_unknown_names() {
     let outcome = evaluate("annotation-declared-deployment.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["log-shipper", "metrics-agent"], &["payments"]);
+    outcome.assert_order(&["log-shipper", "metrics-agent"], &["payments"]);
     // " log-shipper , metrics-agent,, log-shipper, audit-tap": one warning for audit-tap only
     let unknown: Vec<String> = outcome
         .warnings()
@@ -244,7 +216,7 @@ fn declaring_every_container_a_sidecar_is_rejected() {
 fn pod_owned_by_a_job_is_converted_so_the_job_completes() {
     let outcome = evaluate("job-owned-pod-with-cloud-sql-proxy.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["cloud-sql-proxy"], &["migrate"]);
+    outcome.assert_order(&["cloud-sql-proxy"], &["migrate"]);
 }
 
 #[test]
@@ -262,19 +234,14 @@ fn a_container_with_its_own_restart_policy_stays_where_it_is() {
 fn sidecar_goes_after_the_mesh_setup_container_not_before() {
     let outcome = evaluate("pod-with-setup-init-before-mesh.json", defaults());
     outcome.assert_mutated();
-    assert_order(
-        &outcome,
-        &["wait-for-db", "istio-init", "istio-proxy"],
-        &["app"],
-    );
+    outcome.assert_order(&["wait-for-db", "istio-init", "istio-proxy"], &["app"]);
 }
 
 #[test]
 fn sidecar_goes_after_native_sidecars_and_before_the_app_init_containers() {
     let outcome = evaluate("istio-native-with-cloud-sql-proxy-pod.json", defaults());
     outcome.assert_mutated();
-    assert_order(
-        &outcome,
+    outcome.assert_order(
         &["istio-init", "istio-proxy", "cloud-sql-proxy", "db-migrate"],
         &["app"],
     );
@@ -283,20 +250,12 @@ fn sidecar_goes_after_native_sidecars_and_before_the_app_init_containers() {
 #[test]
 fn setup_init_containers_come_from_settings() {
     let outcome = evaluate("custom-setup-init-pod.json", defaults());
-    assert_order(
-        &outcome,
-        &["envoy", "cni-net-setup", "db-migrate"],
-        &["app"],
-    );
+    outcome.assert_order(&["envoy", "cni-net-setup", "db-migrate"], &["app"]);
     let outcome = evaluate(
         "custom-setup-init-pod.json",
         json!({"setupInitContainers": ["*-net-setup"]}),
     );
-    assert_order(
-        &outcome,
-        &["cni-net-setup", "envoy", "db-migrate"],
-        &["app"],
-    );
+    outcome.assert_order(&["cni-net-setup", "envoy", "db-migrate"], &["app"]);
 }
 
 // SPEC §4: the three modes.
@@ -387,7 +346,7 @@ fn scaling_a_deployment_admitted_before_the_policy_is_not_a_rollout() {
 fn a_new_image_in_the_template_is_evaluated() {
     let outcome = evaluate("deployment-update-new-image.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["istio-init", "istio-proxy"], &["checkout"]);
+    outcome.assert_order(&["istio-init", "istio-proxy"], &["checkout"]);
 }
 
 #[test]
@@ -571,8 +530,7 @@ fn istio_deployment_with_a_20_s_pre_stop_gets_room_for_three_sidecars() {
     let outcome = evaluate("istio-prestop-deployment.json", defaults());
     outcome.assert_mutated();
     // vault-agent-init is the application's: the sidecars start before it and it can use them
-    assert_order(
-        &outcome,
+    outcome.assert_order(
         &[
             "istio-init",
             "istio-proxy",
@@ -607,7 +565,7 @@ fn job_with_two_sidecars_fits_its_budget() {
     // max(0, vault-agent preStop sleep 10) + 2 x 5 = 20 = its TGPS
     let outcome = evaluate("job-with-two-sidecars.json", defaults());
     outcome.assert_mutated();
-    assert_order(&outcome, &["cloud-sql-proxy", "vault-agent"], &["etl"]);
+    outcome.assert_order(&["cloud-sql-proxy", "vault-agent"], &["etl"]);
     assert_eq!(outcome.tgps(), Some(&json!(20)));
     // one more second per sidecar no longer fits
     let outcome = evaluate(

@@ -334,7 +334,7 @@ fn check_response_shape(response: &Value) {
 }
 
 /// The JSON Pointer paths where two values differ, each with both sides.
-fn differences(before: &Value, after: &Value) -> Vec<String> {
+pub fn differences(before: &Value, after: &Value) -> Vec<String> {
     fn walk(path: &str, before: &Value, after: &Value, found: &mut Vec<String>) {
         match (before, after) {
             (Value::Object(b), Value::Object(a)) => {
@@ -365,6 +365,16 @@ fn differences(before: &Value, after: &Value) -> Vec<String> {
 
 fn format_differences(differences: &[String]) -> String {
     differences.iter().map(|d| format!("  {d}\n")).collect()
+}
+
+/// Empty settings: every default.
+pub fn defaults() -> Value {
+    json!({})
+}
+
+/// Owned container names, as `Outcome`'s listings give them.
+pub fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|name| name.to_string()).collect()
 }
 
 impl Outcome {
@@ -510,6 +520,22 @@ impl Outcome {
             self.accepted() && self.mutated().is_none(),
             "expected the request to be accepted untouched, got\n{}",
             self.summary()
+        );
+    }
+
+    /// The names of both container lists of the resulting pod, in order.
+    #[track_caller]
+    pub fn assert_order(&self, init: &[&str], containers: &[&str]) {
+        assert_eq!(self.init_container_names(), names(init), "initContainers");
+        assert_eq!(self.container_names(), names(containers), "containers");
+    }
+
+    #[track_caller]
+    pub fn assert_native_sidecar(&self, name: &str) {
+        assert_eq!(
+            self.container(name)["restartPolicy"],
+            json!("Always"),
+            "{name} is not a native sidecar"
         );
     }
 
