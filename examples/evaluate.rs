@@ -1,6 +1,8 @@
 //! Evaluates AdmissionRequests through the compiled policy in the waPC host,
-//! as kwctl and policy-server do, and prints each verdict, its warnings and
-//! the JSON Patch a cluster would receive.
+//! as kwctl and policy-server do, and prints each verdict, a short summary of
+//! what a mutation changes (containers moved and the resulting order, probes
+//! added, grace period old -> new, annotations), the warnings and the JSON
+//! Patch a cluster would receive.
 //!
 //!     cargo run --example evaluate -- [--settings '<json>'] test_data/*.json
 //!
@@ -9,6 +11,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/summary.rs"]
+mod summary;
 
 use std::process::ExitCode;
 
@@ -79,6 +83,12 @@ fn print_verdict(file: &str, request: &Value, response: &Value) {
         .and_then(Value::as_str)
         .unwrap_or("?");
     println!("== {file}: {operation} {kind}: {verdict}");
+    if let Some(mutated) = mutated {
+        println!("   changes:");
+        for line in summary::summarize(kind, &request["object"], mutated) {
+            println!("     {line}");
+        }
+    }
     if let Some(message) = response.get("message").and_then(Value::as_str) {
         println!("   message: {message}");
     }
@@ -86,8 +96,13 @@ fn print_verdict(file: &str, request: &Value, response: &Value) {
         println!("   warning: {}", warning.as_str().unwrap_or_default());
     }
     if let Some(mutated) = mutated {
-        println!("   patch (JSONPatch, one operation a line):");
-        for operation in json_patch::diff(&request["object"], mutated).iter() {
+        let patch = json_patch::diff(&request["object"], mutated);
+        println!(
+            "   patch (JSONPatch, {} operation{}, one a line):",
+            patch.len(),
+            if patch.len() == 1 { "" } else { "s" }
+        );
+        for operation in patch.iter() {
             println!(
                 "     {}",
                 serde_json::to_string(operation).unwrap_or_default()
