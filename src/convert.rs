@@ -85,11 +85,9 @@ pub fn plan<'v, 'a>(
                 ));
                 folded.push((container.index, pair.init_container));
                 replacements.insert(pair.init_container, container);
-                if let Some(stored) = view
-                    .init_containers
-                    .iter()
-                    .find(|init| init.index == pair.init_container)
-                {
+                // A view holds every init container (any malformed one makes
+                // it an error), so its positions are the list's indices.
+                if let Some(stored) = view.init_containers.get(pair.init_container) {
                     layout.replaced.insert(container.index, stored);
                 }
                 converted_names.push(name);
