@@ -2,9 +2,10 @@
 //! (setting `legacySidecars`), where a converted sidecar is placed, how a
 //! re-applied sidecar is folded back, and the injectors' records kept true.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::admission::{Operation, Workload};
 use crate::catalogue::{self, BUILTIN_SETUP_INIT_CONTAINERS};
@@ -192,16 +193,22 @@ fn injection_records(
 /// A record (a JSON object whose `containers` and `initContainers` are
 /// lists of names, absent or `null` for none) with `names` moved from
 /// `containers` to the end of `initContainers`, as compact JSON; `None` when
-/// it is no such record or lists none of them under `containers`.
+/// it is no such record or lists none of them under `containers`. Members
+/// other than the two lists are copied as written (re-serialized only when
+/// their text is not compact), which spares parsing Istio's long lists of
+/// volumes on every conversion.
 fn moved_to_init_containers(record: &str, names: &[&str]) -> Option<String> {
-    let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(record) else {
+    // Most records (a stored, already rewritten one) need no parse at all.
+    if !names.iter().any(|name| record.contains(name)) {
         return None;
-    };
-    let names_in = |field: &str| -> Option<Vec<Value>> {
-        match record.get(field) {
-            None | Some(Value::Null) => Some(Vec::new()),
-            Some(Value::Array(list)) if list.iter().all(Value::is_string) => Some(list.clone()),
-            Some(_) => None,
+    }
+    let mut members: BTreeMap<String, &RawValue> = serde_json::from_str(record).ok()?;
+    let mut names_in = |field: &str| -> Option<Vec<String>> {
+        match members.remove(field) {
+            None => Some(Vec::new()),
+            Some(list) => serde_json::from_str::<Option<Vec<String>>>(list.get())
+                .ok()
+                .map(Option::unwrap_or_default),
         }
     };
     let mut containers = names_in("containers")?;
@@ -216,9 +223,30 @@ fn moved_to_init_containers(record: &str, names: &[&str]) -> Option<String> {
     if !changed {
         return None;
     }
-    record.insert("containers".to_string(), Value::Array(containers));
-    record.insert("initContainers".to_string(), Value::Array(init_containers));
-    Some(Value::Object(record).to_string())
+    let mut rewritten: BTreeMap<String, Box<RawValue>> = BTreeMap::new();
+    for (key, value) in members {
+        rewritten.insert(key, compact(value)?);
+    }
+    for (key, list) in [
+        ("containers", containers),
+        ("initContainers", init_containers),
+    ] {
+        rewritten.insert(
+            key.to_string(),
+            RawValue::from_string(serde_json::to_string(&list).ok()?).ok()?,
+        );
+    }
+    serde_json::to_string(&rewritten).ok()
+}
+
+/// `value` as compact JSON: as written unless its text has white space.
+fn compact(value: &RawValue) -> Option<Box<RawValue>> {
+    let text = value.get();
+    if !text.bytes().any(|byte| byte.is_ascii_whitespace()) {
+        return Some(value.to_owned());
+    }
+    let parsed: Value = serde_json::from_str(text).ok()?;
+    RawValue::from_string(serde_json::to_string(&parsed).ok()?).ok()
 }
 
 /// Just after the last setup container (the beginning when there is none),
@@ -524,6 +552,17 @@ mod tests {
                 "{record}"
             );
         }
+        // a pretty-printed record comes back compact, every member kept
+        assert_eq!(
+            moved_to_init_containers(
+                "{\n  \"revision\": \"default\",\n  \"volumes\": [ \"istio-envoy\" ],\n  \"containers\": [\"istio-proxy\"],\n  \"x\": {\"a b\": 15021}\n}",
+                &["istio-proxy"]
+            )
+            .as_deref(),
+            Some(
+                r#"{"containers":[],"initContainers":["istio-proxy"],"revision":"default","volumes":["istio-envoy"],"x":{"a b":15021}}"#
+            )
+        );
         assert_eq!(
             moved_to_init_containers(r#"{"containers":["istio-proxy"]}"#, &["istio-proxy"])
                 .as_deref(),
