@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::admission::{Operation, Workload};
+use crate::admission::Operation;
 use crate::catalogue::{self, BUILTIN_SETUP_INIT_CONTAINERS};
 use crate::plan::{Conversion, Findings, RecordRewrite};
 use crate::pod::{Container, List, Malformed, PodView, Reapplied};
@@ -54,7 +54,6 @@ pub struct Planned<'v, 'a> {
 /// malformed duplicate it is (SPEC §8): `Err` with those.
 pub fn plan<'v, 'a>(
     view: &'v PodView<'a>,
-    workload: Workload,
     operation: Operation,
     typing: &Typing,
     settings: &Settings,
@@ -153,18 +152,14 @@ pub fn plan<'v, 'a>(
     });
     Ok(Planned {
         conversion,
-        records: injection_records(view, workload, &converted_names),
+        records: injection_records(view, &converted_names),
         layout,
     })
 }
 
 /// The injectors' records (SPEC §4) rewritten so that the converted names
 /// they list under `containers` are listed under `initContainers`.
-fn injection_records(
-    view: &PodView,
-    workload: Workload,
-    converted_names: &[&str],
-) -> Vec<RecordRewrite> {
+fn injection_records(view: &PodView, converted_names: &[&str]) -> Vec<RecordRewrite> {
     let mut names_by_key: Vec<(&str, Vec<&str>)> = Vec::new();
     for name in converted_names {
         let Some(key) = catalogue::entry(name).and_then(|entry| entry.injection_record) else {
@@ -177,7 +172,7 @@ fn injection_records(
     }
     let mut rewrites = Vec::new();
     for (key, names) in names_by_key {
-        for (metadata, record) in view.marked_annotations(workload, key) {
+        for (metadata, record) in view.marked_annotations(key) {
             if let Some(value) = moved_to_init_containers(record, &names) {
                 rewrites.push(RecordRewrite {
                     metadata,
@@ -302,7 +297,7 @@ mod tests {
         let settings = Settings::from_value(&settings).unwrap();
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);
-        let planned = plan(&view, POD, operation, &typing, &settings, &mut findings)
+        let planned = plan(&view, operation, &typing, &settings, &mut findings)
             .map_err(|problems| problems.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         let names = |list: &[&Container]| list.iter().map(|c| c.name.to_string()).collect();
         Ok(Outcome {

@@ -183,16 +183,9 @@ mod tests {
         let settings = Settings::from_value(&settings).unwrap();
         let mut findings = Findings::default();
         let typing = classify(&view, &settings, &mut findings);
-        let layout = convert::plan(
-            &view,
-            POD,
-            Operation::Create,
-            &typing,
-            &settings,
-            &mut findings,
-        )
-        .unwrap()
-        .layout;
+        let layout = convert::plan(&view, Operation::Create, &typing, &settings, &mut findings)
+            .unwrap()
+            .layout;
         let mut findings = Findings::default();
         let planned = plan(&view, &layout, &settings, &mut findings);
         (planned, findings)

@@ -4,7 +4,6 @@
 
 use serde_json::{Map, Value};
 
-use crate::admission::Workload;
 use crate::pod::List;
 
 /// Warnings and violations, in the order the rules found them.
@@ -106,10 +105,10 @@ impl Changes {
             && self.records.is_empty()
     }
 
-    /// Writes the changes into the object of `workload`'s kind and removes
-    /// `lifecycle.type` from every container, as a mutated object never
-    /// carries the marker (SPEC §4).
-    pub fn apply(self, object: &mut Value, workload: Workload) {
+    /// Writes the changes into the object whose pod spec is at `pod_spec` (a
+    /// JSON pointer) and removes `lifecycle.type` from every container, as a
+    /// mutated object never carries the marker (SPEC §4).
+    pub fn apply(self, object: &mut Value, pod_spec: &str) {
         for RecordRewrite {
             metadata,
             key,
@@ -123,7 +122,7 @@ impl Changes {
                 annotations.insert(key, Value::String(value));
             }
         }
-        let Some(Value::Object(spec)) = object.pointer_mut(workload.pod_spec) else {
+        let Some(Value::Object(spec)) = object.pointer_mut(pod_spec) else {
             return;
         };
         // Probes first: they address containers by their place in the request.
@@ -235,7 +234,6 @@ fn remove_lifecycle_type(container: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::POD;
     use serde_json::json;
 
     fn names(spec: &Value, list: &str) -> Vec<String> {
@@ -262,7 +260,7 @@ mod tests {
             }),
             ..Changes::default()
         };
-        changes.apply(&mut pod, POD);
+        changes.apply(&mut pod, "/spec");
         assert_eq!(
             names(&pod["spec"], "initContainers"),
             ["istio-init", "vault-agent", "istio-proxy", "db-migrate"]
@@ -294,7 +292,7 @@ mod tests {
                 }),
                 ..Changes::default()
             }
-            .apply(&mut pod, POD);
+            .apply(&mut pod, "/spec");
             assert_eq!(names(&pod["spec"], "initContainers"), ["daprd"]);
         }
     }
@@ -316,7 +314,7 @@ mod tests {
             grace_period: Some(45),
             records: Vec::new(),
         }
-        .apply(&mut pod, POD);
+        .apply(&mut pod, "/spec");
         assert_eq!(
             pod["spec"]["initContainers"][0]["startupProbe"],
             json!({"tcpSocket": {"port": 15021}})
@@ -334,7 +332,7 @@ mod tests {
             grace_period: Some(30),
             ..Changes::default()
         }
-        .apply(&mut pod, POD);
+        .apply(&mut pod, "/spec");
         let containers = &pod["spec"]["containers"];
         assert_eq!(containers[0], json!({"name": "a"}));
         assert_eq!(
@@ -364,7 +362,7 @@ mod tests {
             }],
             ..Changes::default()
         }
-        .apply(&mut pod, POD);
+        .apply(&mut pod, "/spec");
         assert_eq!(
             names(&pod["spec"], "initContainers"),
             ["istio-init", "istio-proxy", "daprd", "db-migrate"]

@@ -123,8 +123,9 @@ pub struct PodView<'a> {
     pub containers: Vec<Container<'a>>,
     pub init_containers: Vec<Container<'a>>,
     annotations: Option<&'a Map<String, Value>>,
-    /// A CronJob's job template annotations, where injectors may mark it.
-    job_template_annotations: Option<&'a Map<String, Value>>,
+    /// Where injectors mark a pod: the pod (template)'s annotations and a
+    /// CronJob's job template's, each with the JSON pointer of its metadata.
+    marking_annotations: Vec<(&'static str, &'a Map<String, Value>)>,
     /// Every container of both lists by name; for a re-applied sidecar, its
     /// entry of `containers`.
     by_name: HashMap<&'a str, Container<'a>>,
@@ -156,9 +157,17 @@ impl<'a> PodView<'a> {
         let (by_name, reapplied) =
             index_by_name(&containers, &init_containers, &spec_path, &mut problems);
         let annotations = read_annotations(object, workload, &mut problems);
-        let job_template_annotations = workload
-            .job_template_metadata
-            .and_then(|pointer| object.pointer(pointer)?.get("annotations")?.as_object());
+        let job_template = workload.job_template_metadata.and_then(|pointer| {
+            Some((
+                pointer,
+                object.pointer(pointer)?.get("annotations")?.as_object()?,
+            ))
+        });
+        let marking_annotations = annotations
+            .map(|pod| (workload.pod_metadata, pod))
+            .into_iter()
+            .chain(job_template)
+            .collect();
         let grace_period = read_grace_period(spec, &spec_path, &mut problems);
         if !problems.is_empty() {
             return Err(problems);
@@ -168,7 +177,7 @@ impl<'a> PodView<'a> {
             containers,
             init_containers,
             annotations,
-            job_template_annotations,
+            marking_annotations,
             by_name,
             reapplied,
             grace_period,
@@ -184,29 +193,18 @@ impl<'a> PodView<'a> {
     /// Whether annotation `key` is on the pod (template) or, for a CronJob,
     /// on its job template: where injectors mark a pod as injected.
     pub fn is_marked(&self, key: &str) -> bool {
-        [self.annotations, self.job_template_annotations]
-            .into_iter()
-            .flatten()
-            .any(|annotations| annotations.contains_key(key))
+        self.marking_annotations
+            .iter()
+            .any(|(_, annotations)| annotations.contains_key(key))
     }
 
     /// The JSON pointers of the metadata whose annotation `key` is a string:
     /// the pod (template)'s and a CronJob's job template's.
-    pub fn marked_annotations(
-        &self,
-        workload: Workload,
-        key: &str,
-    ) -> Vec<(&'static str, &'a str)> {
-        [
-            (Some(workload.pod_metadata), self.annotations),
-            (
-                workload.job_template_metadata,
-                self.job_template_annotations,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(pointer, annotations)| Some((pointer?, annotations?.get(key)?.as_str()?)))
-        .collect()
+    pub fn marked_annotations(&self, key: &str) -> Vec<(&'static str, &'a str)> {
+        self.marking_annotations
+            .iter()
+            .filter_map(|(pointer, annotations)| Some((*pointer, annotations.get(key)?.as_str()?)))
+            .collect()
     }
 
     /// The container of either list with this name, found without a scan.

@@ -100,8 +100,7 @@ fn evaluate_object(
     };
     let mut findings = Findings::default();
     let typing = typing::classify(&view, settings, &mut findings);
-    let planned = match convert::plan(&view, workload, operation, &typing, settings, &mut findings)
-    {
+    let planned = match convert::plan(&view, operation, &typing, settings, &mut findings) {
         Ok(planned) => planned,
         Err(problems) => return malformed(problems),
     };
@@ -128,7 +127,7 @@ fn evaluate_object(
         return Verdict::Accepted { warnings };
     }
     let mut mutated = object.take();
-    changes.apply(&mut mutated, workload);
+    changes.apply(&mut mutated, workload.pod_spec);
     Verdict::Mutated {
         object: mutated,
         warnings,
