@@ -179,7 +179,8 @@ pub enum Operation {
     /// may be re-applied (SPEC §4).
     Update,
     /// An UPDATE of a Job or Pod with re-applied sidecars. Their pod spec is
-    /// immutable: the result is kept only if it equals the stored one.
+    /// immutable but for what the API server allows: the policy only folds
+    /// the sidecars back (`convert` mode) and leaves the rest to it.
     ImmutableUpdate,
 }
 

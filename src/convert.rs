@@ -8,8 +8,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::admission::Operation;
-use crate::catalogue::{self, BUILTIN_SETUP_INIT_CONTAINERS};
-use crate::plan::{Conversion, Findings, RecordRewrite};
+use crate::catalogue;
+use crate::plan::{Conversion, Findings, Fold, SetAnnotation};
 use crate::pod::{Container, List, Malformed, PodView, Reapplied};
 use crate::settings::{LegacySidecars, Settings};
 use crate::typing::Typing;
@@ -45,7 +45,7 @@ impl<'v, 'a> Layout<'v, 'a> {
 #[derive(Debug)]
 pub struct Planned<'v, 'a> {
     pub conversion: Option<Conversion>,
-    pub records: Vec<RecordRewrite>,
+    pub records: Vec<SetAnnotation>,
     pub layout: Layout<'v, 'a>,
 }
 
@@ -83,13 +83,20 @@ pub fn plan<'v, 'a>(
                 findings.changed(format!(
                     "{name}: re-applied in containers; folded into its native sidecar in initContainers"
                 ));
-                folded.push((container.index, pair.init_container));
                 replacements.insert(pair.init_container, container);
                 // A view holds every init container (any malformed one makes
                 // it an error), so its positions are the list's indices.
-                if let Some(stored) = view.init_containers.get(pair.init_container) {
+                let stored = view.init_containers.get(pair.init_container);
+                if let Some(stored) = stored {
                     layout.replaced.insert(container.index, stored);
                 }
+                folded.push(Fold {
+                    container: container.index,
+                    replaces: pair.init_container,
+                    kept_mounts: stored
+                        .map(|stored| token_mounts_to_keep(view, stored, container))
+                        .unwrap_or_default(),
+                });
                 converted_names.push(name);
             } else {
                 duplicates.push(pair.duplicate.clone());
@@ -146,8 +153,7 @@ pub fn plan<'v, 'a>(
         .chain(moved.iter().copied())
         .collect();
     let conversion = (!moved.is_empty() || !folded.is_empty()).then(|| Conversion {
-        moved: moved.iter().map(|container| container.index).collect(),
-        insert_at: insertion_point(view, settings),
+        moved: placements(view, &moved, settings),
         folded,
     });
     Ok(Planned {
@@ -159,10 +165,10 @@ pub fn plan<'v, 'a>(
 
 /// The injectors' records (SPEC §4) rewritten so that the converted names
 /// they list under `containers` are listed under `initContainers`.
-fn injection_records(view: &PodView, converted_names: &[&str]) -> Vec<RecordRewrite> {
+fn injection_records(view: &PodView, converted_names: &[&str]) -> Vec<SetAnnotation> {
     let mut names_by_key: Vec<(&str, Vec<&str>)> = Vec::new();
     for name in converted_names {
-        let Some(key) = catalogue::entry(name).and_then(|entry| entry.injection_record) else {
+        let Some(key) = catalogue::entry_of(name).and_then(|entry| entry.injection_record) else {
             continue;
         };
         match names_by_key.iter_mut().find(|(known, _)| *known == key) {
@@ -174,7 +180,7 @@ fn injection_records(view: &PodView, converted_names: &[&str]) -> Vec<RecordRewr
     for (key, names) in names_by_key {
         for (metadata, record) in view.marked_annotations(key) {
             if let Some(value) = moved_to_init_containers(record, &names) {
-                rewrites.push(RecordRewrite {
+                rewrites.push(SetAnnotation {
                     metadata,
                     key: key.to_string(),
                     value,
@@ -244,27 +250,88 @@ fn compact(value: &RawValue) -> Option<Box<RawValue>> {
     RawValue::from_string(serde_json::to_string(&parsed).ok()?).ok()
 }
 
-/// Just after the last setup container (the beginning when there is none),
-/// then past the native sidecars that directly follow: a sidecar never starts
-/// before its network is set up, and the init containers after it can use it.
-fn insertion_point(view: &PodView, settings: &Settings) -> usize {
-    let init = &view.init_containers;
-    let is_setup = |container: &Container| {
-        BUILTIN_SETUP_INIT_CONTAINERS.contains(&container.name)
-            || settings
-                .setup_init_containers
-                .iter()
-                .any(|glob| glob.matches(container.name))
-    };
-    let mut at = init
+/// Where each converted sidecar goes, one by one in `spec.containers`
+/// order: just after the last of its setup containers in `initContainers`
+/// as it stands (the beginning when there is none), then past the native
+/// sidecars that directly follow. A sidecar never starts before what sets
+/// up its network or writes what it starts from, and the init containers
+/// after it can use it. Each position counts the sidecars inserted before it.
+fn placements(view: &PodView, moved: &[&Container], settings: &Settings) -> Vec<(usize, usize)> {
+    // (name, native sidecar) of initContainers as the insertions leave it
+    let mut init: Vec<(&str, bool)> = view
+        .init_containers
         .iter()
-        .rposition(is_setup)
-        .map_or(0, |last_setup| last_setup + 1);
-    while init.get(at).is_some_and(Container::is_native_sidecar) {
-        at += 1;
-    }
-    at
+        .map(|container| (container.name, container.is_native_sidecar()))
+        .collect();
+    moved
+        .iter()
+        .map(|sidecar| {
+            let entry = catalogue::entry_of(sidecar.name);
+            let is_setup = |name: &str| {
+                catalogue::is_builtin_setup(name)
+                    || settings
+                        .setup_init_containers
+                        .iter()
+                        .any(|glob| glob.matches(name))
+                    || entry.is_some_and(|entry| entry.starts_after(name))
+            };
+            let mut at = init
+                .iter()
+                .rposition(|(name, _)| is_setup(name))
+                .map_or(0, |last_setup| last_setup + 1);
+            while init.get(at).is_some_and(|(_, native)| *native) {
+                at += 1;
+            }
+            init.insert(at, (sidecar.name, true));
+            (sidecar.index, at)
+        })
+        .collect()
 }
+
+/// The ServiceAccount admission plugin mounts the token volume into every
+/// container of a Pod at creation and never on an update, so a re-applied
+/// sidecar comes back without it: the mounts of the stored entry on a
+/// `kube-api-access-*` projected volume of the pod, at a path the re-applied
+/// entry does not mount, are kept (SPEC §4).
+fn token_mounts_to_keep<'a>(
+    view: &PodView<'a>,
+    stored: &Container<'a>,
+    reapplied: &Container<'a>,
+) -> Vec<Value> {
+    fn mounts<'a>(container: &Container<'a>) -> &'a [Value] {
+        container
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice)
+    }
+    let is_token_volume = |name: &str| {
+        view.volumes.iter().any(|volume| {
+            volume.get("name").and_then(Value::as_str) == Some(name)
+                && name.starts_with(SERVICE_ACCOUNT_TOKEN_VOLUME_PREFIX)
+                && volume.get("projected").is_some_and(|p| !p.is_null())
+        })
+    };
+    let reapplied_paths: Vec<&Value> = mounts(reapplied)
+        .iter()
+        .filter_map(|mount| mount.get("mountPath"))
+        .collect();
+    mounts(stored)
+        .iter()
+        .filter(|mount| {
+            mount
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(is_token_volume)
+                && mount
+                    .get("mountPath")
+                    .is_some_and(|path| !reapplied_paths.contains(&path))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The volume the ServiceAccount admission plugin adds to a Pod.
+const SERVICE_ACCOUNT_TOKEN_VOLUME_PREFIX: &str = "kube-api-access-";
 
 #[cfg(test)]
 mod tests {
@@ -276,7 +343,7 @@ mod tests {
     #[derive(Debug)]
     struct Outcome {
         conversion: Option<Conversion>,
-        records: Vec<RecordRewrite>,
+        records: Vec<SetAnnotation>,
         main: Vec<String>,
         native: Vec<String>,
         legacy: Vec<String>,
@@ -315,7 +382,8 @@ mod tests {
         plan_pod(init, containers, settings, json!([]))
             .conversion
             .unwrap()
-            .insert_at
+            .moved[0]
+            .1
     }
 
     #[test]
@@ -359,6 +427,74 @@ mod tests {
         assert_eq!(insert_at(Value::Null, json!({})), 0);
     }
 
+    /// Where each converted sidecar lands: the init containers' names after
+    /// the conversion.
+    fn placed(init: Value, containers: Value) -> Vec<String> {
+        let pod = json!({"spec": {"initContainers": init, "containers": containers}});
+        let planned = plan_object(&pod, Operation::Create, json!({})).unwrap();
+        let view = PodView::read(&pod, POD).unwrap();
+        let mut names: Vec<String> = view
+            .init_containers
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        for (index, at) in planned.conversion.unwrap().moved {
+            names.insert(at, view.containers[index].name.to_string());
+        }
+        names
+    }
+
+    #[test]
+    fn each_sidecar_starts_after_its_own_setup_containers() {
+        // SPEC §4: vault-agent also after vault-agent-init, which Vault appends last
+        assert_eq!(
+            placed(
+                json!([{"name": "linkerd-init"}, {"name": "db-migrate"}, {"name": "vault-agent-init"}]),
+                json!([{"name": "app"}, {"name": "linkerd-proxy"}, {"name": "vault-agent"}])
+            ),
+            [
+                "linkerd-init",
+                "linkerd-proxy",
+                "db-migrate",
+                "vault-agent-init",
+                "vault-agent"
+            ]
+        );
+        // vault-agent first in containers: each is placed as the list stands
+        assert_eq!(
+            placed(
+                json!([{"name": "vault-agent-init"}, {"name": "linkerd-init"}]),
+                json!([{"name": "vault-agent"}, {"name": "app"}, {"name": "linkerd-proxy"}])
+            ),
+            [
+                "vault-agent-init",
+                "linkerd-init",
+                "vault-agent",
+                "linkerd-proxy"
+            ]
+        );
+        // Consul's init containers write the proxy id the dataplane reads
+        assert_eq!(
+            placed(
+                json!([{"name": "consul-connect-init"}, {"name": "wait-for-db"}]),
+                json!([{"name": "otel-collector"}, {"name": "consul-dataplane"}])
+            ),
+            ["consul-connect-init", "consul-dataplane", "wait-for-db"]
+        );
+        assert_eq!(
+            placed(
+                json!([{"name": "consul-connect-inject-init-web"}, {"name": "consul-connect-inject-init-admin"}]),
+                json!([{"name": "web"}, {"name": "consul-dataplane-web"}, {"name": "consul-dataplane-admin"}])
+            ),
+            [
+                "consul-connect-inject-init-web",
+                "consul-connect-inject-init-admin",
+                "consul-dataplane-web",
+                "consul-dataplane-admin"
+            ]
+        );
+    }
+
     #[test]
     fn setup_containers_come_from_settings_too() {
         let init = json!([{"name": "cni-net-setup"}, {"name": "db-migrate"}]);
@@ -380,8 +516,7 @@ mod tests {
         assert_eq!(
             planned.conversion,
             Some(Conversion {
-                moved: vec![0, 2],
-                insert_at: 1,
+                moved: vec![(0, 1), (2, 2)],
                 folded: Vec::new(),
             })
         );
@@ -481,8 +616,11 @@ mod tests {
             planned.conversion,
             Some(Conversion {
                 moved: Vec::new(),
-                insert_at: 2,
-                folded: vec![(1, 1)],
+                folded: vec![Fold {
+                    container: 1,
+                    replaces: 1,
+                    kept_mounts: Vec::new(),
+                }],
             })
         );
         assert_eq!(planned.main, ["app"]);
@@ -495,6 +633,41 @@ mod tests {
         );
         // the record already lists istio-proxy under initContainers
         assert!(planned.records.is_empty());
+    }
+
+    #[test]
+    fn a_re_applied_sidecar_keeps_the_token_mount_the_api_server_added() {
+        let token = json!({"name": "kube-api-access-7wq2n", "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"});
+        let other = json!({"name": "certs", "mountPath": "/certs"});
+        let volumes = json!([{"name": "kube-api-access-7wq2n", "projected": {"sources": []}},
+            {"name": "certs", "secret": {"secretName": "certs"}}]);
+        let kept = |reapplied_mounts: Value, volumes: Value| {
+            let pod = json!({"spec": {"volumes": volumes,
+                "initContainers": [{"name": "cloud-sql-proxy", "restartPolicy": "Always", "volumeMounts": [other, token]}],
+                "containers": [{"name": "psql"}, {"name": "cloud-sql-proxy", "volumeMounts": reapplied_mounts}]}});
+            plan_object(&pod, Operation::ImmutableUpdate, json!({}))
+                .unwrap()
+                .conversion
+                .unwrap()
+                .folded
+                .remove(0)
+                .kept_mounts
+        };
+        assert_eq!(kept(json!([other]), volumes.clone()), [token.clone()]);
+        assert_eq!(kept(Value::Null, volumes.clone()), [token.clone()]);
+        // the re-applied entry mounts that path itself
+        let own = json!([{"name": "my-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
+        assert!(kept(own, volumes).is_empty());
+        // not a projected kube-api-access-* volume of the pod
+        assert!(
+            kept(
+                json!([]),
+                json!([{"name": "kube-api-access-7wq2n", "emptyDir": {}}])
+            )
+            .is_empty()
+        );
+        assert!(kept(json!([]), Value::Null).is_empty());
     }
 
     #[test]

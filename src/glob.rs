@@ -4,7 +4,7 @@
 /// A validated glob pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
-    pattern: Vec<char>,
+    pattern: String,
 }
 
 /// Characters that other glob dialects treat as special. Neither container
@@ -27,38 +27,60 @@ impl Glob {
             ));
         }
         Ok(Glob {
-            pattern: pattern.chars().collect(),
+            pattern: pattern.to_string(),
         })
     }
 
-    /// Whole-string match with the usual single-backtrack wildcard algorithm:
-    /// linear in practice, never exponential.
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
-        let (mut p, mut t) = (0, 0);
-        let mut last_star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match self.pattern.get(p) {
-                Some('*') => {
-                    last_star = Some((p, t));
-                    p += 1;
-                }
-                Some(&c) if c == '?' || c == text[t] => {
-                    p += 1;
-                    t += 1;
-                }
-                _ => match last_star {
-                    Some((star_p, star_t)) => {
-                        p = star_p + 1;
-                        t = star_t + 1;
-                        last_star = Some((star_p, star_t + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        self.pattern[p..].iter().all(|&c| c == '*')
+        matches(&self.pattern, text)
     }
+}
+
+/// Whole-string match of `text` against `pattern` with the usual
+/// single-backtrack wildcard algorithm: linear in practice, never
+/// exponential, and without allocating, as the built-in names are matched
+/// against every container.
+pub fn matches(pattern: &str, text: &str) -> bool {
+    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    // Positions are byte offsets; `?` consumes one whole UTF-8 character.
+    let char_len = |at: usize| {
+        let lead = text[at];
+        match lead {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            _ => 4,
+        }
+        .min(text.len() - at)
+    };
+    let (mut p, mut t) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                last_star = Some((p, t));
+                p += 1;
+            }
+            Some(b'?') => {
+                p += 1;
+                t += char_len(t);
+            }
+            Some(&c) if c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match last_star {
+                Some((star_p, star_t)) => {
+                    let next = star_t + char_len(star_t);
+                    p = star_p + 1;
+                    t = next;
+                    last_star = Some((star_p, next));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -94,6 +116,14 @@ mod tests {
         assert!(matches("envoy-?", "envoy-1"));
         assert!(!matches("envoy-?", "envoy-"));
         assert!(!matches("envoy-?", "envoy-12"));
+    }
+
+    #[test]
+    fn question_mark_matches_one_whole_character() {
+        assert!(matches("envoy-?", "envoy-é"));
+        assert!(matches("?-*", "ü-x"));
+        assert!(!matches("envoy-??", "envoy-é"));
+        assert!(super::matches("consul-dataplane-*", "consul-dataplane-web"));
     }
 
     #[test]

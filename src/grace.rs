@@ -6,9 +6,13 @@
 //! ```text
 //! needed = max(longest main preStop + appShutdownSeconds,
 //!              longest native-sidecar preStop)
-//!          + native sidecars x sidecarShutdownSeconds
+//!          + the sum of the native sidecars' shares
 //! ```
+//!
+//! A sidecar's share is `sidecarShutdownSeconds`, or the longer shutdown
+//! time its own flag sets (SPEC §3.1: `consul-dataplane`).
 
+use crate::catalogue;
 use crate::convert::Layout;
 use crate::hooks::{pre_stop_seconds, sleep_action_seconds};
 use crate::plan::Findings;
@@ -25,8 +29,7 @@ pub struct Budget {
 /// Computes the budget; `None` when the pod has no native sidecars, as
 /// `needed` applies only to those.
 pub fn budget(layout: &Layout, grace: &GraceSettings) -> Option<Budget> {
-    let sidecars = layout.native_sidecars.len() as u64;
-    if sidecars == 0 {
+    if layout.native_sidecars.is_empty() {
         return None;
     }
     let main = longest_pre_stop(&layout.main);
@@ -47,17 +50,58 @@ pub fn budget(layout: &Layout, grace: &GraceSettings) -> Option<Budget> {
         parts.push(format!("sidecar {name} preStop {seconds} s"));
     }
     let each = grace.sidecar_shutdown_seconds;
-    parts.push(if sidecars == 1 {
-        format!("{each} s for 1 sidecar")
-    } else {
-        format!("{each} s for each of {sidecars} sidecars")
-    });
+    let mut with_each = 0u64;
+    let mut flagged = Vec::new();
+    let mut shares = 0u64;
+    for sidecar in &layout.native_sidecars {
+        match own_shutdown_seconds(sidecar).filter(|(_, seconds)| *seconds > each) {
+            Some((flag, seconds)) => {
+                shares = shares.saturating_add(seconds);
+                flagged.push(format!("{seconds} s for {} ({flag})", sidecar.name));
+            }
+            None => {
+                shares = shares.saturating_add(each);
+                with_each += 1;
+            }
+        }
+    }
+    match with_each {
+        0 => {}
+        1 => parts.push(format!("{each} s for 1 sidecar")),
+        _ => parts.push(format!("{each} s for each of {with_each} sidecars")),
+    }
+    parts.append(&mut flagged);
     Some(Budget {
-        seconds: app_part
-            .max(sidecar_part)
-            .saturating_add(sidecars.saturating_mul(each)),
+        seconds: app_part.max(sidecar_part).saturating_add(shares),
         explanation: parts.join(" + "),
     })
+}
+
+/// The shutdown time a sidecar's own flag sets (SPEC §3.1, §6): the flag
+/// its catalogue entry names, as `-flag N`, `-flag=N` or with `--`, in
+/// `command` then `args`; the last occurrence counts, and a value that is
+/// not a non-negative integer sets nothing. With the flag as it was written.
+fn own_shutdown_seconds(sidecar: &Container) -> Option<(String, u64)> {
+    let flag = catalogue::entry_of(sidecar.name)?.shutdown_flag?;
+    let words: Vec<&str> = sidecar.command().chain(sidecar.args()).collect();
+    let mut last = None;
+    for (at, word) in words.iter().enumerate() {
+        let Some(body) = word.strip_prefix("--").or_else(|| word.strip_prefix('-')) else {
+            continue;
+        };
+        if body == flag {
+            last = Some((*word, words.get(at + 1).copied().unwrap_or_default()));
+        } else if let Some(value) = body
+            .strip_prefix(flag)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
+            last = Some((&word[..word.len() - value.len() - 1], value));
+        }
+    }
+    let (written, value) = last?;
+    let is_integer = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+    let seconds = value.parse().ok().filter(|_| is_integer)?;
+    Some((format!("{written} {seconds}"), seconds))
 }
 
 /// The container with the longest non-zero preStop, and its seconds.
@@ -206,6 +250,59 @@ mod tests {
                 "raised terminationGracePeriodSeconds unset (30) -> 35: orders preStop 20 s + 5 s for each of 3 sidecars"
             ]
         );
+    }
+
+    fn dataplane(words: Value) -> Value {
+        json!({"name": "consul-dataplane", "image": "hashicorp/consul-dataplane:1.5.3", "args": words})
+    }
+
+    #[test]
+    fn consul_dataplane_s_own_shutdown_flag_is_its_share() {
+        let spec = json!({"terminationGracePeriodSeconds": 30, "containers": [sleeping("web", 10),
+            dataplane(json!(["-addresses", "consul-server.consul.svc", "-shutdown-grace-period-seconds", "45"])),
+            {"name": "vault-agent"}],
+            "initContainers": [{"name": "consul-connect-inject-init"}]});
+        let (planned, findings) = grace(spec, json!({}));
+        assert_eq!(planned, Some(60));
+        assert_eq!(
+            findings.warnings(),
+            [
+                "raised terminationGracePeriodSeconds 30 -> 60: web preStop 10 s + 5 s for 1 sidecar + 45 s for consul-dataplane (-shutdown-grace-period-seconds 45)"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_shutdown_flag_is_read_in_each_of_its_forms() {
+        let share = |container: Value| {
+            let spec = json!({"terminationGracePeriodSeconds": 0, "containers": [{"name": "app"}, container]});
+            grace(spec, json!({})).0
+        };
+        assert_eq!(
+            share(dataplane(json!(["--shutdown-grace-period-seconds=20"]))),
+            Some(20)
+        );
+        assert_eq!(
+            share(dataplane(json!(["-shutdown-grace-period-seconds", "20"]))),
+            Some(20)
+        );
+        // the last occurrence counts; command is read before args
+        let both = json!({"name": "consul-dataplane-web", "command": ["consul-dataplane", "-shutdown-grace-period-seconds=40"],
+            "args": ["-shutdown-grace-period-seconds", "12"]});
+        assert_eq!(share(both), Some(12));
+        // not above sidecarShutdownSeconds, or not a non-negative integer: the setting
+        for words in [
+            json!(["-shutdown-grace-period-seconds=3"]),
+            json!(["-shutdown-grace-period-seconds", "-1"]),
+            json!(["-shutdown-grace-period-seconds=1m"]),
+            json!(["-shutdown-grace-period-seconds"]),
+            json!(["-shutdown-grace-period-seconds", "99999999999999999999999"]),
+        ] {
+            assert_eq!(share(dataplane(words.clone())), Some(5), "{words}");
+        }
+        // only an entry that names the flag reads it
+        let other = json!({"name": "vault-agent", "args": ["-shutdown-grace-period-seconds=40"]});
+        assert_eq!(share(other), Some(5));
     }
 
     #[test]

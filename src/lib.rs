@@ -9,6 +9,7 @@ pub mod glob;
 pub mod grace;
 pub mod hooks;
 pub mod hygiene;
+pub mod native_injection;
 pub mod plan;
 pub mod pod;
 pub mod policy;

@@ -62,18 +62,29 @@ impl Findings {
 /// Legacy sidecars to move from `spec.containers` to `spec.initContainers`.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Conversion {
-    /// Indices in `spec.containers`, ascending.
-    pub moved: Vec<usize>,
-    /// Where in the original `spec.initContainers` they go, in their order.
-    pub insert_at: usize,
-    /// Re-applied sidecars: (index in `spec.containers`, index of the native
-    /// sidecar in `spec.initContainers` that it replaces).
-    pub folded: Vec<(usize, usize)>,
+    /// In `spec.containers` order: (index in `spec.containers`, position in
+    /// `spec.initContainers` as the insertions before it leave the list).
+    pub moved: Vec<(usize, usize)>,
+    /// Re-applied sidecars.
+    pub folded: Vec<Fold>,
 }
 
-/// An injector's record annotation to set to a new value.
+/// A re-applied sidecar folded into the native sidecar it replaces.
 #[derive(Debug, PartialEq, Eq)]
-pub struct RecordRewrite {
+pub struct Fold {
+    /// Index in `spec.containers`.
+    pub container: usize,
+    /// Index of the native sidecar in `spec.initContainers`.
+    pub replaces: usize,
+    /// volumeMounts of the replaced entry to append (SPEC §4: the
+    /// service-account token mount the API server added at creation).
+    pub kept_mounts: Vec<Value>,
+}
+
+/// An annotation to set: an injector's record rewritten, or a native switch
+/// added (the annotations map is created when the metadata has none).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SetAnnotation {
     /// JSON pointer to the metadata holding the annotation.
     pub metadata: &'static str,
     pub key: String,
@@ -94,7 +105,8 @@ pub struct Changes {
     pub conversion: Option<Conversion>,
     pub startup_probes: Vec<StartupProbe>,
     pub grace_period: Option<u64>,
-    pub records: Vec<RecordRewrite>,
+    /// Injectors' records kept true and native switches added.
+    pub annotations: Vec<SetAnnotation>,
 }
 
 impl Changes {
@@ -102,23 +114,20 @@ impl Changes {
         self.conversion.is_none()
             && self.startup_probes.is_empty()
             && self.grace_period.is_none()
-            && self.records.is_empty()
+            && self.annotations.is_empty()
     }
 
     /// Writes the changes into the object whose pod spec is at `pod_spec` (a
     /// JSON pointer) and removes `lifecycle.type` from every container, as a
     /// mutated object never carries the marker (SPEC §4).
     pub fn apply(self, object: &mut Value, pod_spec: &str) {
-        for RecordRewrite {
+        for SetAnnotation {
             metadata,
             key,
             value,
-        } in self.records
+        } in self.annotations
         {
-            if let Some(Value::Object(annotations)) = object
-                .pointer_mut(metadata)
-                .and_then(|metadata| metadata.get_mut("annotations"))
-            {
+            if let Some(annotations) = object.pointer_mut(metadata).and_then(annotations_mut) {
                 annotations.insert(key, Value::String(value));
             }
         }
@@ -134,7 +143,7 @@ impl Changes {
             }
         }
         if let Some(conversion) = self.conversion {
-            convert(spec, &conversion);
+            convert(spec, conversion);
         }
         if let Some(seconds) = self.grace_period {
             spec.insert(
@@ -150,27 +159,48 @@ impl Changes {
     }
 }
 
+/// The annotations of a metadata object, created when absent or `null`.
+fn annotations_mut(metadata: &mut Value) -> Option<&mut Map<String, Value>> {
+    let annotations = metadata
+        .as_object_mut()?
+        .entry("annotations")
+        .or_insert(Value::Null);
+    if annotations.is_null() {
+        *annotations = Value::Object(Map::new());
+    }
+    annotations.as_object_mut()
+}
+
 fn list_mut(spec: &mut Map<String, Value>, list: List) -> Option<&mut Vec<Value>> {
     spec.get_mut(list.key()).and_then(Value::as_array_mut)
 }
 
-fn convert(spec: &mut Map<String, Value>, conversion: &Conversion) {
+fn convert(spec: &mut Map<String, Value>, conversion: Conversion) {
     let Some(containers) = list_mut(spec, List::Containers) else {
         return;
     };
     let mut destination = vec![Destination::Kept; containers.len()];
-    for &index in &conversion.moved {
+    for &(index, at) in &conversion.moved {
         if let Some(slot) = destination.get_mut(index) {
-            *slot = Destination::Moved;
+            *slot = Destination::Moved(at);
         }
     }
-    for &(index, init_index) in &conversion.folded {
-        if let Some(slot) = destination.get_mut(index) {
-            *slot = Destination::Replaces(init_index);
+    let mut kept_mounts = Vec::with_capacity(conversion.folded.len());
+    for fold in conversion.folded {
+        if let Some(slot) = destination.get_mut(fold.container) {
+            *slot = Destination::Replaces(fold.replaces);
+            kept_mounts.push((fold.container, fold.kept_mounts));
+        }
+    }
+    for (index, mounts) in kept_mounts {
+        if !mounts.is_empty()
+            && let Some(Value::Object(container)) = containers.get_mut(index)
+        {
+            append_volume_mounts(container, mounts);
         }
     }
     let mut moved = Vec::with_capacity(conversion.moved.len());
-    let mut replacements = Vec::with_capacity(conversion.folded.len());
+    let mut replacements = Vec::new();
     let mut kept = Vec::with_capacity(containers.len());
     for (mut container, destination) in std::mem::take(containers).into_iter().zip(destination) {
         if destination != Destination::Kept
@@ -180,7 +210,7 @@ fn convert(spec: &mut Map<String, Value>, conversion: &Conversion) {
         }
         match destination {
             Destination::Kept => kept.push(container),
-            Destination::Moved => moved.push(container),
+            Destination::Moved(at) => moved.push((at, container)),
             Destination::Replaces(init_index) => replacements.push((init_index, container)),
         }
     }
@@ -194,14 +224,28 @@ fn convert(spec: &mut Map<String, Value>, conversion: &Conversion) {
         })
         .or_insert_with(|| Value::Array(Vec::new()));
     if let Value::Array(init) = init {
-        // Replacements keep every index, so the insertion point stays valid.
+        // Replacements keep every index, so the planned positions stay valid.
         for (init_index, container) in replacements {
             if let Some(slot) = init.get_mut(init_index) {
                 *slot = container;
             }
         }
-        let at = conversion.insert_at.min(init.len());
-        init.splice(at..at, moved);
+        // `moved` is in spec.containers order, the order positions were planned in.
+        for (at, container) in moved {
+            let at = at.min(init.len());
+            init.insert(at, container);
+        }
+    }
+}
+
+/// Appends to a container's volumeMounts, creating the list when absent.
+fn append_volume_mounts(container: &mut Map<String, Value>, mounts: Vec<Value>) {
+    let list = container.entry("volumeMounts").or_insert(Value::Null);
+    if !list.is_array() {
+        *list = Value::Array(Vec::new());
+    }
+    if let Value::Array(list) = list {
+        list.extend(mounts);
     }
 }
 
@@ -209,8 +253,8 @@ fn convert(spec: &mut Map<String, Value>, conversion: &Conversion) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Destination {
     Kept,
-    /// Converted: inserted among the init containers.
-    Moved,
+    /// Converted: inserted among the init containers at this position.
+    Moved(usize),
     /// Re-applied: replaces the native sidecar at this index.
     Replaces(usize),
 }
@@ -254,8 +298,7 @@ mod tests {
             "containers": [{"name": "vault-agent"}, {"name": "app"}, {"name": "istio-proxy", "ports": [{"containerPort": 15090}]}]}});
         let changes = Changes {
             conversion: Some(Conversion {
-                moved: vec![0, 2],
-                insert_at: 1,
+                moved: vec![(0, 1), (2, 2)],
                 folded: Vec::new(),
             }),
             ..Changes::default()
@@ -286,8 +329,7 @@ mod tests {
             }
             Changes {
                 conversion: Some(Conversion {
-                    moved: vec![1],
-                    insert_at: 0,
+                    moved: vec![(1, 0)],
                     folded: Vec::new(),
                 }),
                 ..Changes::default()
@@ -298,12 +340,56 @@ mod tests {
     }
 
     #[test]
+    fn each_sidecar_is_inserted_where_the_list_stands_after_the_ones_before() {
+        let mut pod = json!({"spec": {
+            "initContainers": [{"name": "istio-init"}, {"name": "db-migrate"}, {"name": "vault-agent-init"}],
+            "containers": [{"name": "app"}, {"name": "istio-proxy"}, {"name": "vault-agent"}]}});
+        Changes {
+            conversion: Some(Conversion {
+                moved: vec![(1, 1), (2, 4)],
+                folded: Vec::new(),
+            }),
+            ..Changes::default()
+        }
+        .apply(&mut pod, "/spec");
+        assert_eq!(
+            names(&pod["spec"], "initContainers"),
+            [
+                "istio-init",
+                "istio-proxy",
+                "db-migrate",
+                "vault-agent-init",
+                "vault-agent"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_annotation_is_set_even_where_the_metadata_has_none() {
+        for metadata in [json!({}), json!({"annotations": null})] {
+            let mut pod = json!({"metadata": metadata, "spec": {"containers": [{"name": "app"}]}});
+            Changes {
+                annotations: vec![SetAnnotation {
+                    metadata: "/metadata",
+                    key: "dapr.io/enable-native-sidecar".to_string(),
+                    value: "true".to_string(),
+                }],
+                ..Changes::default()
+            }
+            .apply(&mut pod, "/spec");
+            assert_eq!(
+                pod["metadata"],
+                json!({"annotations": {"dapr.io/enable-native-sidecar": "true"}})
+            );
+        }
+    }
+
+    #[test]
     fn probes_address_containers_where_the_request_had_them() {
         let mut pod = json!({"spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]}});
         Changes {
             conversion: Some(Conversion {
-                moved: vec![1],
-                insert_at: 0,
+                moved: vec![(1, 0)],
                 folded: Vec::new(),
             }),
             startup_probes: vec![StartupProbe {
@@ -312,7 +398,7 @@ mod tests {
                 probe: json!({"tcpSocket": {"port": 15021}}),
             }],
             grace_period: Some(45),
-            records: Vec::new(),
+            annotations: Vec::new(),
         }
         .apply(&mut pod, "/spec");
         assert_eq!(
@@ -351,11 +437,14 @@ mod tests {
             "containers": [{"name": "app"}, {"name": "istio-proxy", "image": "proxyv2:2"}, {"name": "daprd"}]}});
         Changes {
             conversion: Some(Conversion {
-                moved: vec![2],
-                insert_at: 2,
-                folded: vec![(1, 1)],
+                moved: vec![(2, 2)],
+                folded: vec![Fold {
+                    container: 1,
+                    replaces: 1,
+                    kept_mounts: vec![json!({"name": "kube-api-access-x", "mountPath": "/t"})],
+                }],
             }),
-            records: vec![RecordRewrite {
+            annotations: vec![SetAnnotation {
                 metadata: "/metadata",
                 key: "sidecar.istio.io/status".to_string(),
                 value: "new".to_string(),
@@ -370,7 +459,8 @@ mod tests {
         assert_eq!(names(&pod["spec"], "containers"), ["app"]);
         assert_eq!(
             pod["spec"]["initContainers"][1],
-            json!({"name": "istio-proxy", "image": "proxyv2:2", "restartPolicy": "Always"})
+            json!({"name": "istio-proxy", "image": "proxyv2:2", "restartPolicy": "Always",
+                "volumeMounts": [{"name": "kube-api-access-x", "mountPath": "/t"}]})
         );
         assert_eq!(
             pod["metadata"]["annotations"],

@@ -72,7 +72,16 @@ impl<'a> Container<'a> {
 
     /// The string arguments of `args`, up to the first that is not a string.
     pub fn args(&self) -> impl Iterator<Item = &'a str> {
-        self.get("args")
+        self.words("args")
+    }
+
+    /// The strings of `command`, up to the first that is not a string.
+    pub fn command(&self) -> impl Iterator<Item = &'a str> {
+        self.words("command")
+    }
+
+    fn words(&self, field: &str) -> impl Iterator<Item = &'a str> {
+        self.get(field)
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -122,7 +131,11 @@ pub struct PodView<'a> {
     pub spec_path: String,
     pub containers: Vec<Container<'a>>,
     pub init_containers: Vec<Container<'a>>,
+    /// `spec.volumes` (empty when absent or not a list).
+    pub volumes: &'a [Value],
     annotations: Option<&'a Map<String, Value>>,
+    /// The pod (template)'s labels.
+    labels: Option<&'a Map<String, Value>>,
     /// Where injectors mark a pod: the pod (template)'s annotations and a
     /// CronJob's job template's, each with the JSON pointer of its metadata.
     marking_annotations: Vec<(&'static str, &'a Map<String, Value>)>,
@@ -157,6 +170,10 @@ impl<'a> PodView<'a> {
         let (by_name, reapplied) =
             index_by_name(&containers, &init_containers, &spec_path, &mut problems);
         let annotations = read_annotations(object, workload, &mut problems);
+        let labels = object
+            .pointer(workload.pod_metadata)
+            .and_then(|metadata| metadata.get("labels"))
+            .and_then(Value::as_object);
         let job_template = workload.job_template_metadata.and_then(|pointer| {
             Some((
                 pointer,
@@ -176,7 +193,12 @@ impl<'a> PodView<'a> {
             spec_path,
             containers,
             init_containers,
+            volumes: spec
+                .get("volumes")
+                .and_then(Value::as_array)
+                .map_or(&[], Vec::as_slice),
             annotations,
+            labels,
             marking_annotations,
             by_name,
             reapplied,
@@ -188,6 +210,27 @@ impl<'a> PodView<'a> {
 
     pub fn annotation(&self, key: &str) -> Option<&'a str> {
         self.annotations?.get(key)?.as_str()
+    }
+
+    /// Whether the pod (template) has the annotation `key`, whatever its value.
+    pub fn has_annotation(&self, key: &str) -> bool {
+        self.annotations
+            .is_some_and(|annotations| annotations.contains_key(key))
+    }
+
+    /// The names a pod annotation lists: comma-separated, white space
+    /// trimmed, empty entries skipped (repeats are the caller's business).
+    pub fn annotation_names(&self, key: &str) -> impl Iterator<Item = &'a str> {
+        self.annotation(key)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+    }
+
+    /// Whether the pod (template) carries the label `key`, whatever its value.
+    pub fn has_label(&self, key: &str) -> bool {
+        self.labels.is_some_and(|labels| labels.contains_key(key))
     }
 
     /// Whether annotation `key` is on the pod (template) or, for a CronJob,

@@ -8,8 +8,8 @@ use crate::admission::{self, AdmissionRequest, Operation, Workload};
 use crate::plan::{Changes, Findings};
 use crate::pod::{Malformed, PodView};
 use crate::response::{Verdict, settings_verdict};
-use crate::settings::Settings;
-use crate::{convert, grace, hygiene, startup, typing};
+use crate::settings::{LegacySidecars, Settings};
+use crate::{convert, grace, hygiene, native_injection, startup, typing};
 
 /// What hosts send to `validate`.
 #[derive(Deserialize)]
@@ -53,21 +53,14 @@ pub fn evaluate(mut request: AdmissionRequest, settings: &Value) -> Verdict {
         Ok(evaluated) => evaluated,
         Err(_skip) => return Verdict::untouched(),
     };
-    let verdict = evaluate_object(&mut request.object, workload, operation, &settings);
-    if operation != Operation::ImmutableUpdate {
-        return verdict;
+    // A Job's or Pod's re-applied sidecars are only folded back, in
+    // `convert` mode; the API server then judges the update as any other.
+    if operation == Operation::ImmutableUpdate
+        && settings.legacy_sidecars != LegacySidecars::Convert
+    {
+        return Verdict::untouched();
     }
-    // A Job's or Pod's spec cannot change: only a result that leaves it as
-    // stored keeps the UPDATE from failing; anything else is the API server's.
-    match verdict {
-        Verdict::Mutated { object, warnings }
-            if object.pointer(workload.pod_spec)
-                == request.old_object.pointer(workload.pod_spec) =>
-        {
-            Verdict::Mutated { object, warnings }
-        }
-        _ => Verdict::untouched(),
-    }
+    evaluate_object(&mut request.object, workload, operation, &settings)
 }
 
 /// Runs the rules of SPEC §3-§8 on the object, in the order of the spec.
@@ -108,11 +101,13 @@ fn evaluate_object(
     let startup_probes = startup::plan(&view, layout, settings, &mut findings);
     let grace_period = grace::plan(&view, layout, settings, &mut findings);
     hygiene::check(layout, &mut findings);
+    let mut annotations = planned.records;
+    annotations.extend(native_injection::plan(&view, workload, operation, settings));
     let changes = Changes {
         conversion: planned.conversion,
         startup_probes,
         grace_period,
-        records: planned.records,
+        annotations,
     };
 
     if !findings.violations.is_empty() {

@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::catalogue::{self, CATALOGUE, Entry};
 use crate::glob::Glob;
 use crate::pod::MAX_SECONDS;
 
@@ -17,7 +18,11 @@ pub const DEFAULT_STANDARD_ANNOTATION: &str = "sidecar-lifecycle/standard-contai
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub sidecars: Vec<Matcher>,
-    pub builtin_sidecars: bool,
+    /// The catalogue entries rule 7 of §3 and the native switches of §4
+    /// apply to: every entry for `true`, none for `false`, or those listed.
+    pub builtin_sidecars: Vec<&'static Entry>,
+    /// Ask the injectors for native sidecars at Pod CREATE (SPEC §4).
+    pub native_injection: bool,
     /// `None` when the setting is `""`: declaring by annotation is off.
     pub sidecar_annotation: Option<String>,
     /// `None` when the setting is `""`: opting out by annotation is off.
@@ -71,7 +76,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             sidecars: Vec::new(),
-            builtin_sidecars: true,
+            builtin_sidecars: CATALOGUE.iter().collect(),
+            native_injection: true,
             sidecar_annotation: Some(DEFAULT_SIDECAR_ANNOTATION.to_string()),
             standard_annotation: Some(DEFAULT_STANDARD_ANNOTATION.to_string()),
             legacy_sidecars: LegacySidecars::Convert,
@@ -93,6 +99,15 @@ impl Default for GraceSettings {
             app_shutdown_seconds: 0,
             on_violation: OnViolation::Adjust,
         }
+    }
+}
+
+impl Settings {
+    /// Whether `builtinSidecars` enables this catalogue entry.
+    pub fn is_builtin_enabled(&self, entry: &Entry) -> bool {
+        self.builtin_sidecars
+            .iter()
+            .any(|enabled| enabled.name() == entry.name())
     }
 }
 
@@ -129,6 +144,7 @@ impl fmt::Display for SettingsError {
 pub const SETTING_KEYS: &[&str] = &[
     "sidecars",
     "builtinSidecars",
+    "nativeInjection",
     "sidecarAnnotation",
     "standardAnnotation",
     "legacySidecars",
@@ -165,8 +181,11 @@ impl Settings {
                 .map(|(index, item)| parse_matcher(item, &format!("sidecars[{index}]")))
                 .collect::<Result<_, _>>()?;
         }
-        if let Some(flag) = root.bool("builtinSidecars")? {
-            settings.builtin_sidecars = flag;
+        if let Some(entries) = root.builtin_sidecars("builtinSidecars")? {
+            settings.builtin_sidecars = entries;
+        }
+        if let Some(flag) = root.bool("nativeInjection")? {
+            settings.native_injection = flag;
         }
         if let Some(key) = root.annotation_key("sidecarAnnotation")? {
             settings.sidecar_annotation = key;
@@ -365,6 +384,51 @@ impl<'a> Object<'a> {
             .transpose()
     }
 
+    /// `true` (every entry), `false` (none) or a list of entry names.
+    fn builtin_sidecars(&self, key: &str) -> Result<Option<Vec<&'static Entry>>, SettingsError> {
+        let valid = || {
+            CATALOGUE
+                .iter()
+                .map(Entry::name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(true)) => Ok(Some(CATALOGUE.iter().collect())),
+            Some(Value::Bool(false)) => Ok(Some(Vec::new())),
+            Some(Value::Array(names)) => {
+                let mut entries: Vec<&'static Entry> = Vec::with_capacity(names.len());
+                for (index, name) in names.iter().enumerate() {
+                    let path = format!("{}[{index}]", self.key_path(key));
+                    let Some(name) = name.as_str() else {
+                        return Err(error(
+                            &path,
+                            format!("must be a string, one of: {}", valid()),
+                        ));
+                    };
+                    let Some(entry) = catalogue::entry_named(name) else {
+                        return Err(error(
+                            &path,
+                            format!("{name:?} is not a built-in sidecar; valid: {}", valid()),
+                        ));
+                    };
+                    if !entries.iter().any(|known| known.name() == entry.name()) {
+                        entries.push(entry);
+                    }
+                }
+                Ok(Some(entries))
+            }
+            Some(_) => Err(error(
+                &self.key_path(key),
+                format!(
+                    "must be true, false or a list of built-in sidecars ({})",
+                    valid()
+                ),
+            )),
+        }
+    }
+
     fn string(&self, key: &str) -> Result<Option<&'a str>, SettingsError> {
         self.get(key)
             .map(|value| {
@@ -462,7 +526,8 @@ mod tests {
         ] {
             let settings = Settings::from_value(&empty).unwrap();
             assert!(settings.sidecars.is_empty());
-            assert!(settings.builtin_sidecars);
+            assert_eq!(settings.builtin_sidecars.len(), CATALOGUE.len());
+            assert!(settings.native_injection);
             assert_eq!(
                 settings.sidecar_annotation.as_deref(),
                 Some("sidecar-lifecycle/containers")
@@ -490,6 +555,7 @@ mod tests {
         let settings = Settings::from_value(&json!({
             "sidecars": [{"name": "envoy"}, {"image": "*fluent-bit:*"}],
             "builtinSidecars": false,
+            "nativeInjection": false,
             "sidecarAnnotation": "example.com/sidecars",
             "standardAnnotation": "example.com/regular",
             "legacySidecars": "warn",
@@ -505,7 +571,8 @@ mod tests {
         assert!(
             settings.sidecars[1].matches("logs", Some("cr.fluentbit.io/fluent/fluent-bit:3.1.4"))
         );
-        assert!(!settings.builtin_sidecars);
+        assert!(settings.builtin_sidecars.is_empty());
+        assert!(!settings.native_injection);
         assert_eq!(
             settings.sidecar_annotation.as_deref(),
             Some("example.com/sidecars")
@@ -529,6 +596,33 @@ mod tests {
             (3, 15)
         );
         assert_eq!(grace.on_violation, OnViolation::Reject);
+    }
+
+    #[test]
+    fn builtin_sidecars_may_list_catalogue_entries_by_their_first_name() {
+        let settings = Settings::from_value(
+            &json!({"builtinSidecars": ["vault-agent", "daprd", "vault-agent"]}),
+        )
+        .unwrap();
+        let names: Vec<&str> = settings.builtin_sidecars.iter().map(|e| e.name()).collect();
+        assert_eq!(names, ["vault-agent", "daprd"]);
+        assert!(settings.is_builtin_enabled(catalogue::entry_of("daprd").unwrap()));
+        assert!(!settings.is_builtin_enabled(catalogue::entry_of("istio-proxy").unwrap()));
+        let none = Settings::from_value(&json!({"builtinSidecars": []})).unwrap();
+        assert!(none.builtin_sidecars.is_empty());
+        assert_eq!(
+            problem(json!({"builtinSidecars": ["istio-proxy", "envoy"]})),
+            "builtinSidecars[1]: \"envoy\" is not a built-in sidecar; valid: istio-proxy, linkerd-proxy, vault-agent, cloud-sql-proxy, daprd, consul-dataplane, otc-container"
+        );
+        // an entry is named by its first name, not by a pattern of it
+        assert!(
+            problem(json!({"builtinSidecars": ["consul-dataplane-*"]}))
+                .starts_with("builtinSidecars[0]: ")
+        );
+        assert_eq!(
+            problem(json!({"builtinSidecars": [true]})),
+            "builtinSidecars[0]: must be a string, one of: istio-proxy, linkerd-proxy, vault-agent, cloud-sql-proxy, daprd, consul-dataplane, otc-container"
+        );
     }
 
     #[test]
@@ -559,7 +653,11 @@ mod tests {
         assert_eq!(problem(json!([])), "settings must be a JSON object");
         assert_eq!(
             problem(json!({"builtinSidecars": "yes"})),
-            "builtinSidecars: must be true or false"
+            "builtinSidecars: must be true, false or a list of built-in sidecars (istio-proxy, linkerd-proxy, vault-agent, cloud-sql-proxy, daprd, consul-dataplane, otc-container)"
+        );
+        assert_eq!(
+            problem(json!({"nativeInjection": "yes"})),
+            "nativeInjection: must be true or false"
         );
         assert_eq!(
             problem(json!({"sidecars": {"name": "a"}})),
@@ -715,10 +813,11 @@ mod tests {
             settings.termination_grace_period.sidecar_shutdown_seconds,
             5
         );
-        // a bool is neither a number nor a choice
+        // a bool or a list is neither a number nor a choice
+        assert!(problem(json!({"builtinSidecars": ""})).starts_with("builtinSidecars: must be"));
         assert_eq!(
-            problem(json!({"builtinSidecars": ""})),
-            "builtinSidecars: must be true or false"
+            problem(json!({"nativeInjection": ""})),
+            "nativeInjection: must be true or false"
         );
         // white space is not a cleared field
         assert!(

@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::catalogue::{self, StartupProbe as CatalogueProbe};
 use crate::convert::Layout;
 use crate::plan::{Findings, StartupProbe};
 use crate::pod::PodView;
@@ -24,7 +25,7 @@ pub fn plan(
 ) -> Vec<StartupProbe> {
     let mut probes = Vec::new();
     for sidecar in &layout.native_sidecars {
-        if sidecar.get("startupProbe").is_some() {
+        if sidecar.get("startupProbe").is_some() || never_derived(sidecar.name) {
             continue;
         }
         match settings.startup_probe {
@@ -67,6 +68,14 @@ pub fn plan(
         }
     }
     probes
+}
+
+/// A sidecar whose readiness waits for the application (`daprd`): gating
+/// the application on it would deadlock the pod, so it gets no startupProbe
+/// and needs none under `require` (SPEC §3.1, §5).
+fn never_derived(name: &str) -> bool {
+    catalogue::entry_of(name)
+        .is_some_and(|entry| entry.startup_probe == CatalogueProbe::NeverDerived)
 }
 
 /// The handlers a probe may have; exactly one is set.
@@ -146,6 +155,55 @@ mod tests {
         derive(readiness.as_object().unwrap(), &settings)
             .unwrap()
             .probe
+    }
+
+    /// The startup probes planned for a pod, by container name, and the
+    /// violations.
+    fn planned(spec: Value, settings: Value) -> (Vec<String>, Vec<String>) {
+        use crate::admission::{Operation, POD};
+        let pod = json!({"spec": spec});
+        let view = PodView::read(&pod, POD).unwrap();
+        let settings = Settings::from_value(&settings).unwrap();
+        let mut findings = Findings::default();
+        let typing = crate::typing::classify(&view, &settings, &mut findings);
+        let layout =
+            crate::convert::plan(&view, Operation::Create, &typing, &settings, &mut findings)
+                .unwrap()
+                .layout;
+        let probes = plan(&view, &layout, &settings, &mut findings);
+        let names = probes
+            .iter()
+            .map(|probe| {
+                view.containers
+                    .iter()
+                    .chain(&view.init_containers)
+                    .find(|c| c.list == probe.list && c.index == probe.index)
+                    .unwrap()
+                    .name
+                    .to_string()
+            })
+            .collect();
+        (names, findings.violations)
+    }
+
+    #[test]
+    fn daprd_never_gets_a_startup_probe_nor_needs_one() {
+        let readiness =
+            json!({"httpGet": {"path": "/v1.0/healthz", "port": 3501}, "periodSeconds": 6});
+        let spec = json!({
+            "initContainers": [{"name": "daprd", "restartPolicy": "Always", "readinessProbe": readiness}],
+            "containers": [{"name": "orders"}, {"name": "cloud-sql-proxy", "readinessProbe": readiness}]});
+        assert_eq!(
+            planned(spec.clone(), json!({})),
+            (vec!["cloud-sql-proxy".to_string()], vec![])
+        );
+        let (probes, violations) = planned(spec, json!({"startupProbe": "require"}));
+        assert!(probes.is_empty());
+        assert_eq!(violations.len(), 1);
+        assert!(
+            violations[0].contains("(cloud-sql-proxy)"),
+            "{violations:?}"
+        );
     }
 
     fn istio_readiness() -> Value {

@@ -86,8 +86,7 @@ pub fn classify(view: &PodView, settings: &Settings, findings: &mut Findings) ->
             {
                 return Some(Reason::Matcher(index));
             }
-            (settings.builtin_sidecars && is_catalogued_sidecar(container, view, findings))
-                .then_some(Reason::Catalogue)
+            is_catalogued_sidecar(container, view, settings, findings).then_some(Reason::Catalogue)
         })
         .collect();
 
@@ -127,14 +126,24 @@ pub fn classify(view: &PodView, settings: &Settings, findings: &mut Findings) ->
 /// expects to find it in `spec.containers` (SPEC §3, rule 1).
 const INJECTION_TEMPLATE_IMAGE: &str = "auto";
 
-/// Rule 7: a catalogue name that meets its entry's conditions (SPEC §3.1).
-/// A proxy that gets its identity from its own pod is warned about.
-fn is_catalogued_sidecar(container: &Container, view: &PodView, findings: &mut Findings) -> bool {
-    let Some(entry) = catalogue::entry(container.name) else {
+/// Rule 7: a catalogue name, enabled by `builtinSidecars`, that meets its
+/// entry's conditions (SPEC §3.1). A proxy that gets its identity from its
+/// own pod is warned about.
+fn is_catalogued_sidecar(
+    container: &Container,
+    view: &PodView,
+    settings: &Settings,
+    findings: &mut Findings,
+) -> bool {
+    let Some(entry) = catalogue::entry_of(container.name) else {
         return false;
     };
+    if !settings.is_builtin_enabled(entry) {
+        return false;
+    }
     entry.unless.iter().all(|condition| match condition {
         Unless::NotMarkedInjected { key } => view.is_marked(key),
+        Unless::NotLabelled { key } => view.has_label(key),
         Unless::ProxyModeOtherThan { mode } => {
             let mut args = container.args();
             match (args.next(), args.next()) {
@@ -142,9 +151,10 @@ fn is_catalogued_sidecar(container: &Container, view: &PodView, findings: &mut F
                 _ => true,
             }
         }
-        Unless::OptedOut { keys, value } => !keys
+        Unless::SwitchedOff => !entry
+            .switch_keys()
             .iter()
-            .any(|key| view.annotation(key).is_some_and(|v| v.trim() == *value)),
+            .any(|key| view.annotation(key).is_some_and(|v| v.trim() == "false")),
         Unless::IdentityFromOwnPod { env } => match container.env_value(env) {
             Some(address) if is_own_pod(address) => {
                 findings.warn(format!(
@@ -176,7 +186,9 @@ const MAX_UNKNOWN_NAME_WARNINGS: usize = 10;
 /// The names the pod's annotation `key` lists that are entries of
 /// `spec.containers`. Other names are reported and ignored, except, in the
 /// sidecar annotation (`declares_sidecars`), names of native sidecars:
-/// already satisfied, so re-applying a converted manifest is silent.
+/// already satisfied, so re-applying a converted manifest is silent; and in
+/// the standard annotation, catalogue names: their injector may add them
+/// after this policy has answered (SPEC §2).
 fn annotated_names<'a>(
     view: &PodView<'a>,
     key: Option<&str>,
@@ -186,21 +198,15 @@ fn annotated_names<'a>(
     let Some(key) = key else {
         return HashSet::new();
     };
-    let Some(value) = view.annotation(key) else {
-        return HashSet::new();
-    };
     let mut names = HashSet::new();
     let mut reported = HashSet::new();
-    for name in value
-        .split(',')
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-    {
+    for name in view.annotation_names(key) {
         match view.container_named(name) {
             Some(container) if container.list == List::Containers => {
                 names.insert(name);
             }
             Some(container) if declares_sidecars && container.is_native_sidecar() => {}
+            _ if !declares_sidecars && catalogue::entry_of(name).is_some() => {}
             _ => {
                 if reported.insert(name) && reported.len() <= MAX_UNKNOWN_NAME_WARNINGS {
                     findings.warn(format!(
@@ -414,6 +420,67 @@ mod tests {
             json!({"standardAnnotation": ""}),
         );
         assert_eq!(typing[1], Some(Reason::Catalogue));
+    }
+
+    #[test]
+    fn the_standard_annotation_may_name_sidecars_an_injector_adds_later() {
+        let annotations = json!({"sidecar-lifecycle/standard-containers": "istio-proxy, consul-dataplane-admin, ghost"});
+        let (_, findings) = classify_pod(
+            annotated_pod(annotations, json!([{"name": "web"}])),
+            json!({}),
+        );
+        assert_eq!(
+            findings.warnings(),
+            [
+                "annotation sidecar-lifecycle/standard-containers: \"ghost\" is not a container of this pod; ignored"
+            ]
+        );
+    }
+
+    #[test]
+    fn dapr_and_consul_switched_off_stay_regular_silently() {
+        let containers =
+            json!([{"name": "orders"}, {"name": "daprd"}, {"name": "consul-dataplane-orders"}]);
+        let (typing, _) = classify_pod(annotated_pod(json!({}), containers.clone()), json!({}));
+        assert_eq!(
+            typing,
+            [None, Some(Reason::Catalogue), Some(Reason::Catalogue)]
+        );
+        let off = json!({"dapr.io/enable-native-sidecar": " false ",
+            "consul.hashicorp.com/enable-consul-dataplane-as-sidecar": "false"});
+        let (typing, findings) = classify_pod(annotated_pod(off, containers.clone()), json!({}));
+        assert_eq!(typing, [None, None, None]);
+        assert!(findings.warnings().is_empty());
+        let on = json!({"dapr.io/enable-native-sidecar": "true",
+            "consul.hashicorp.com/enable-consul-dataplane-as-sidecar": "False"});
+        let (typing, _) = classify_pod(annotated_pod(on, containers), json!({}));
+        assert_eq!(
+            typing,
+            [None, Some(Reason::Catalogue), Some(Reason::Catalogue)]
+        );
+    }
+
+    #[test]
+    fn otc_container_is_a_sidecar_only_in_a_pod_the_operator_labelled() {
+        let containers = json!([{"name": "otc-container"}, {"name": "oauth2-proxy"}]);
+        let (typing, _) = classify_pod(annotated_pod(json!({}), containers.clone()), json!({}));
+        assert_eq!(typing, [None, None]);
+        let mut labelled = annotated_pod(json!({}), containers);
+        labelled["metadata"]["labels"] =
+            json!({"sidecar.opentelemetry.io/injected": "observability.otel-sidecar"});
+        let (typing, _) = classify_pod(labelled, json!({}));
+        assert_eq!(typing, [Some(Reason::Catalogue), None]);
+    }
+
+    #[test]
+    fn builtin_sidecars_as_a_list_enables_only_those_entries() {
+        let containers =
+            json!([{"name": "app"}, {"name": "vault-agent"}, {"name": "cloud-sql-proxy"}]);
+        let (typing, _) = classify_pod(
+            annotated_pod(json!({}), containers),
+            json!({"builtinSidecars": ["vault-agent"]}),
+        );
+        assert_eq!(typing, [None, Some(Reason::Catalogue), None]);
     }
 
     #[test]
