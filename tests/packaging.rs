@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
-use sidecar_lifecycle_policy::catalogue::{BUILTIN_SETUP_INIT_CONTAINERS, CATALOGUE};
+use sidecar_lifecycle_policy::catalogue::{BUILTIN_SETUP_INIT_CONTAINERS, CATALOGUE, StartupProbe};
 use sidecar_lifecycle_policy::settings::{GRACE_KEYS, MATCHER_KEYS, SETTING_KEYS};
 
 fn read(file: &str) -> String {
@@ -214,14 +214,55 @@ fn readme_documents_every_setting_and_the_catalogues() {
             "README settings table lacks {key}"
         );
     }
-    // the same table as the code's: name, injector and conditions (SPEC §3.1)
+    // the same two tables as the code's (SPEC §3.1): names and injector;
+    // then native switch, starts after, startupProbe and own shutdown time
     for entry in CATALOGUE {
-        assert!(
-            readme.contains(&format!("| `{}` | {} |", entry.name, entry.injector)),
-            "README catalogue lacks {} ({})",
-            entry.name,
-            entry.injector
-        );
+        let rows: Vec<&str> = readme
+            .lines()
+            .filter(|line| line.starts_with(&format!("| `{}`", entry.name())))
+            .collect();
+        let names_row = rows
+            .iter()
+            .find(|row| row.contains(&format!(" | {} |", entry.injector)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "README catalogue lacks {} ({})",
+                    entry.name(),
+                    entry.injector
+                )
+            });
+        for name in entry.names {
+            assert!(
+                names_row.contains(&format!("`{name}`")),
+                "{names_row}: lacks {name}"
+            );
+        }
+        let needs_row = rows
+            .iter()
+            .find(|row| row.contains("derived"))
+            .unwrap_or_else(|| panic!("README lacks what {} needs", entry.name()));
+        let mut facts: Vec<String> = entry
+            .starts_after
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect();
+        match &entry.native_switch {
+            Some(switch) => facts.push(format!("`{}` ({}", switch.key, switch.since)),
+            None => facts.push("none".to_string()),
+        }
+        facts.push(match entry.startup_probe {
+            StartupProbe::Derived => "| derived |".to_string(),
+            StartupProbe::NeverDerived => "**never derived**".to_string(),
+        });
+        if let Some(flag) = entry.shutdown_flag {
+            facts.push(format!("`-{flag}`"));
+        }
+        for fact in facts {
+            assert!(
+                needs_row.contains(&fact),
+                "README: {needs_row}\nlacks {fact}"
+            );
+        }
     }
     for name in BUILTIN_SETUP_INIT_CONTAINERS {
         assert!(

@@ -188,7 +188,7 @@ const INJECTION_TEMPLATE: &str = "auto";
 
 /// The names of the built-in catalogue.
 fn catalogue_names() -> Vec<&'static str> {
-    CATALOGUE.iter().map(|entry| entry.name).collect()
+    CATALOGUE.iter().map(|entry| entry.name()).collect()
 }
 
 /// Numbers a JSON document may hold that no int64 field takes, or only just.
@@ -1497,7 +1497,7 @@ fn standard_marker_conflict(case: &Case) -> bool {
                     .iter()
                     .any(|matcher| matcher.matches(name, image))
                 // over-approximated: the catalogue's conditions are not modelled
-                || (settings.builtin_sidecars && catalogue::entry(name).is_some()))
+                || catalogue::entry_of(name).is_some_and(|entry| settings.is_builtin_enabled(entry)))
     })
 }
 

@@ -111,3 +111,74 @@ fn checker_rejects_an_unparseable_pod_spec() {
     converted["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!("35");
     assert_pod_spec_parses(&converted, TEMPLATE);
 }
+
+// validate_settings through the module: the settings of SPEC revision 4.
+
+/// The answer to `validate_settings` for `settings`: `Ok` when valid, the
+/// message otherwise.
+fn settings_verdict(settings: Value) -> Result<(), String> {
+    let answer = Policy::new().validate_settings(&settings);
+    match answer["valid"].as_bool() {
+        Some(true) => Ok(()),
+        Some(false) => Err(answer["message"].as_str().unwrap_or_default().to_string()),
+        None => panic!("validate_settings answered no boolean `valid`: {answer}"),
+    }
+}
+
+const VALID_ENTRIES: &str = "istio-proxy, linkerd-proxy, vault-agent, cloud-sql-proxy, daprd, consul-dataplane, otc-container";
+
+#[test]
+fn builtin_sidecars_is_a_bool_or_a_list_of_catalogue_entries() {
+    for valid in [
+        json!({"builtinSidecars": true}),
+        json!({"builtinSidecars": false}),
+        json!({"builtinSidecars": null}),
+        json!({"builtinSidecars": []}),
+        json!({"builtinSidecars": ["vault-agent"]}),
+        json!({"builtinSidecars": ["istio-proxy", "linkerd-proxy", "vault-agent", "cloud-sql-proxy",
+            "daprd", "consul-dataplane", "otc-container"]}),
+    ] {
+        assert_eq!(settings_verdict(valid.clone()), Ok(()), "{valid}");
+    }
+    assert_eq!(
+        settings_verdict(json!({"builtinSidecars": ["vault-agent", "envoy"]})),
+        Err(format!(
+            "builtinSidecars[1]: \"envoy\" is not a built-in sidecar; valid: {VALID_ENTRIES}"
+        ))
+    );
+    // an entry is named by its first name, exactly
+    for unknown in [
+        "consul-dataplane-*",
+        "consul-dataplane-web",
+        "Istio-proxy",
+        "",
+    ] {
+        let message = settings_verdict(json!({"builtinSidecars": [unknown]})).unwrap_err();
+        assert!(message.starts_with("builtinSidecars[0]: "), "{message}");
+        assert!(message.ends_with(VALID_ENTRIES), "{message}");
+    }
+    for wrong in [
+        json!("istio-proxy"),
+        json!(""),
+        json!(1),
+        json!({"istio-proxy": true}),
+        json!([null]),
+    ] {
+        let message = settings_verdict(json!({"builtinSidecars": wrong})).unwrap_err();
+        assert!(message.starts_with("builtinSidecars"), "{message}");
+        assert!(message.contains(VALID_ENTRIES), "{message}");
+    }
+}
+
+#[test]
+fn native_injection_is_a_bool() {
+    for valid in [json!(true), json!(false), Value::Null] {
+        assert_eq!(settings_verdict(json!({"nativeInjection": valid})), Ok(()));
+    }
+    for wrong in [json!(""), json!("false"), json!(0), json!([])] {
+        assert_eq!(
+            settings_verdict(json!({"nativeInjection": wrong})),
+            Err("nativeInjection: must be true or false".to_string())
+        );
+    }
+}

@@ -649,9 +649,11 @@ pub fn assert_only_owned_fields_changed(before: &Value, after: &Value, pod_spec_
             .cloned()
             .unwrap_or_else(|| panic!("the {side} object has no pod spec at {pod_spec_pointer}"))
     };
-    let before_spec = without_reapplied_entries(&spec_of(before, "original"));
-    let after_spec = spec_of(after, "mutated");
+    let stored_spec = spec_of(before, "original");
+    let before_spec = without_reapplied_entries(&stored_spec);
+    let after_spec = without_kept_token_mounts(&stored_spec, &spec_of(after, "mutated"));
     let (before, after) = &with_injection_records_compared(before, after, pod_spec_pointer);
+    let after = &with_native_switches_compared(before, after, pod_spec_pointer);
 
     // No container lost, added or duplicated.
     let all_names = |spec: &Value| {
@@ -793,6 +795,104 @@ fn without_reapplied_entries(pod_spec: &Value) -> Value {
         });
     }
     spec
+}
+
+/// The mutated pod spec without the volumeMounts a fold keeps from the
+/// native sidecar it replaces (SPEC §4): mounts of the stored entry on a
+/// projected `kube-api-access-*` volume, appended to the re-applied entry.
+fn without_kept_token_mounts(stored_spec: &Value, mutated_spec: &Value) -> Value {
+    let regular = container_names_in(stored_spec, "containers");
+    let token_volumes: Vec<&str> = container_list(stored_spec, "volumes")
+        .iter()
+        .filter(|volume| volume.get("projected").is_some_and(|p| !p.is_null()))
+        .filter_map(|volume| volume.get("name").and_then(Value::as_str))
+        .filter(|name| name.starts_with("kube-api-access-"))
+        .collect();
+    let mut spec = mutated_spec.clone();
+    for stored in container_list(stored_spec, "initContainers") {
+        let name = container_name(stored);
+        if stored.get("restartPolicy") != Some(&json!("Always"))
+            || !regular.iter().any(|r| r == name)
+        {
+            continue;
+        }
+        let kept: Vec<&Value> = container_list(stored, "volumeMounts")
+            .iter()
+            .filter(|mount| {
+                mount
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|volume| token_volumes.contains(&volume))
+            })
+            .collect();
+        let reapplied = container_list(stored_spec, "containers")
+            .iter()
+            .find(|container| container_name(container) == name)
+            .expect("the re-applied entry");
+        let had_mounts = reapplied.get("volumeMounts").is_some();
+        let Some(Value::Array(init)) = spec.get_mut("initContainers") else {
+            continue;
+        };
+        let Some(folded) = init.iter_mut().find(|c| container_name(c) == name) else {
+            continue;
+        };
+        if let Some(Value::Array(mounts)) = folded.get_mut("volumeMounts") {
+            let own = container_list(reapplied, "volumeMounts").len();
+            let appended = mounts.split_off(own.min(mounts.len()));
+            for mount in &appended {
+                assert!(
+                    kept.contains(&mount),
+                    "{name}: the fold appended a volumeMount that is not a token mount of the stored entry: {mount}"
+                );
+            }
+            if !had_mounts && mounts.is_empty() {
+                folded.as_object_mut().unwrap().remove("volumeMounts");
+            }
+        }
+    }
+    spec
+}
+
+/// `after` without the native switches the policy may add to a Pod's own
+/// annotations at creation (SPEC §4), once checked to be catalogue switch
+/// keys with the value `"true"` that `before` did not have.
+fn with_native_switches_compared(before: &Value, after: &Value, pod_spec_pointer: &str) -> Value {
+    let mut after = after.clone();
+    if pod_spec_pointer != "/spec" {
+        return after;
+    }
+    let switch_keys: Vec<&str> = sidecar_lifecycle_policy::catalogue::CATALOGUE
+        .iter()
+        .filter_map(|entry| entry.native_switch.as_ref())
+        .map(|switch| switch.key)
+        .collect();
+    let before_annotations = before.pointer("/metadata/annotations");
+    let Some(Value::Object(annotations)) = after.pointer_mut("/metadata/annotations") else {
+        return after;
+    };
+    annotations.retain(|key, value| {
+        let was = before_annotations.and_then(|a| a.get(key));
+        if was.is_none() && switch_keys.contains(&key.as_str()) {
+            assert_eq!(
+                value,
+                &json!("true"),
+                "the native switch {key} was added as {value}"
+            );
+            return false;
+        }
+        true
+    });
+    if annotations.is_empty() && before_annotations.is_none_or(Value::is_null) {
+        let metadata = after
+            .pointer_mut("/metadata")
+            .and_then(Value::as_object_mut)
+            .unwrap();
+        match before_annotations {
+            None => metadata.remove("annotations"),
+            Some(_) => metadata.insert("annotations".to_owned(), Value::Null),
+        };
+    }
+    after
 }
 
 /// The injector record the policy keeps true (SPEC §4).
