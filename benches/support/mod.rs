@@ -133,7 +133,16 @@ pub const GENERATED_SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 pub fn fixtures(max_generated: usize) -> Vec<Fixture> {
     let istio = test_data("istio-injected-deployment.json");
     let mut fixtures = vec![
-        Fixture::new("tiny-pod", &tiny_pod(), json!({}), Outcome::Accept),
+        // Nothing to change: no sidecar, and no switches asked for.
+        Fixture::new(
+            "tiny-pod",
+            &tiny_pod(),
+            json!({"nativeInjection": false}),
+            Outcome::Accept,
+        ),
+        // The same Pod with the defaults: a mutation that only adds the
+        // injectors' native switches (SPEC §4), what most Pod CREATEs get.
+        Fixture::new("tiny-pod-switches", &tiny_pod(), json!({}), Outcome::Mutate),
         // istio-proxy is converted, gets a startupProbe, the grace is kept.
         Fixture::new(
             "istio-deployment-mutate",
