@@ -654,8 +654,14 @@ mod tests {
                 .remove(0)
                 .kept_mounts
         };
-        assert_eq!(kept(json!([other]), volumes.clone()), [token.clone()]);
-        assert_eq!(kept(Value::Null, volumes.clone()), [token.clone()]);
+        assert_eq!(
+            kept(json!([other]), volumes.clone()),
+            std::slice::from_ref(&token)
+        );
+        assert_eq!(
+            kept(Value::Null, volumes.clone()),
+            std::slice::from_ref(&token)
+        );
         // the re-applied entry mounts that path itself
         let own = json!([{"name": "my-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]);
         assert!(kept(own, volumes).is_empty());

@@ -6,12 +6,23 @@
 //! StatefulSet, DaemonSet, ReplicationController, Job and CronJob (mostly
 //! CREATE, some UPDATE with a changed or unchanged template, some DELETE,
 //! some owned by a controller), with containers named from a pool that mixes
-//! the built-in catalogue, application names and mesh setup names; init
-//! containers native or not; the sidecar annotation; `lifecycle.type`
-//! markers; probes; hooks of every form the grace rule reads (and odd ones);
+//! the built-in catalogue (`consul-dataplane-<svc>` included), application
+//! names and setup names (the mesh's, Consul's and Vault's init
+//! containers); init containers native or not; the sidecar and standard
+//! annotations; the injectors' native switches under every key they read,
+//! with values that turn them on, off or neither; OpenTelemetry's label;
+//! `lifecycle.type` markers; probes; hooks of every form the grace rule
+//! reads (and odd ones); `consul-dataplane`'s shutdown flag in its forms;
 //! grace periods absent, null, numbers and numbers no int64 holds; unknown
 //! fields with random JSON values; and settings using every key of SPEC.md
-//! section 9.
+//! section 9 (`builtinSidecars` as a bool or a list of entries,
+//! `nativeInjection`).
+//!
+//! Some properties draw from strategies biased towards what they are about
+//! (Pod CREATEs for the native switches, setup containers for placement, a
+//! `daprd` for the never-derived probe, a clean Pod created with the
+//! ServiceAccount admission plugin's token mounts for the naked-Pod
+//! re-apply), so that their `Coverage` counts stay meaningful.
 //!
 //! Properties about the answer's logic run on the native core
 //! (`sidecar_lifecycle_policy::policy::validate`, the very function the waPC
@@ -52,8 +63,8 @@ use proptest::sample::select;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Map, Value, json};
 use sidecar_lifecycle_policy::catalogue::{self, CATALOGUE};
-use sidecar_lifecycle_policy::policy;
 use sidecar_lifecycle_policy::settings::{LegacySidecars, Settings};
+use sidecar_lifecycle_policy::{glob, policy};
 
 // ---------------------------------------------------------------------------
 // Running properties
@@ -158,14 +169,28 @@ const APP_NAMES: &[&str] = &[
     "metrics",
     "db-migrate",
 ];
+/// Init containers: the built-in setup containers (Consul's multi-port
+/// `consul-connect-inject-init-<svc>` included), Vault's `vault-agent-init`
+/// (which `vault-agent` starts after), one a setting's glob names, and the
+/// application's own.
 const SETUP_NAMES: &[&str] = &[
     "istio-init",
     "istio-validation",
     "linkerd-init",
     "linkerd-network-validator",
     "consul-connect-inject-init",
+    "consul-connect-inject-init-web",
+    "consul-connect-init",
+    "vault-agent-init",
     "cni-net-setup",
     "wait-for-db",
+];
+/// Names a catalogue entry matches by a glob other than its first name
+/// (Consul's multi-port pods), and one it does not match.
+const CATALOGUE_VARIANTS: &[&str] = &[
+    "consul-dataplane-web",
+    "consul-dataplane-billing",
+    "consul-dataplane2",
 ];
 const IMAGES: &[&str] = &[
     "docker.io/istio/proxyv2:1.22.3",
@@ -615,19 +640,62 @@ fn container_name(place: Place) -> BoxedStrategy<String> {
     match place {
         Place::Regular => prop_oneof![
             3 => select(catalogue_names()),
+            1 => select(CATALOGUE_VARIANTS),
             4 => select(APP_NAMES),
             1 => select(SETUP_NAMES),
         ]
         .prop_map(str::to_owned)
         .boxed(),
         Place::Init => prop_oneof![
-            3 => select(SETUP_NAMES),
+            4 => select(SETUP_NAMES),
             3 => select(catalogue_names()),
+            1 => select(CATALOGUE_VARIANTS),
             2 => select(APP_NAMES),
         ]
         .prop_map(str::to_owned)
         .boxed(),
     }
+}
+
+/// `consul-dataplane`'s own shutdown time (SPEC §6): the flag
+/// `-shutdown-grace-period-seconds` with one dash or two, `=N` or `N` as the
+/// next element, in `command` or `args`, repeated (the last counts), with
+/// values that are no count; and args without it.
+fn shutdown_flag_field() -> BoxedStrategy<(String, Value)> {
+    let value = prop_oneof![
+        6 => (0u64..=90).prop_map(|n| n.to_string()),
+        1 => select(&["abc", "-1", "", "15s", "99999999999999999999"][..]).prop_map(str::to_owned),
+    ];
+    let flag =
+        (select(&["-", "--"][..]), any::<bool>(), value).prop_map(|(dashes, joined, value)| {
+            let flag = format!("{dashes}shutdown-grace-period-seconds");
+            if joined {
+                vec![format!("{flag}={value}")]
+            } else {
+                vec![flag, value]
+            }
+        });
+    (
+        select(&["command", "args"][..]),
+        vec(flag, 0..3),
+        select(
+            &[
+                "-log-level=info",
+                "-graceful-port=20600",
+                "-shutdown-grace-period-secondsx=3",
+            ][..],
+        ),
+    )
+        .prop_map(|(field, flags, other)| {
+            let mut words: Vec<String> = match field {
+                "command" => vec!["consul-dataplane".to_owned()],
+                _ => Vec::new(),
+            };
+            words.push(other.to_owned());
+            words.extend(flags.into_iter().flatten());
+            (field.to_owned(), Value::from(words))
+        })
+        .boxed()
 }
 
 /// One container of `containers` or `initContainers`. In clean mode an init
@@ -670,6 +738,7 @@ fn container(place: Place, mode: Mode) -> BoxedStrategy<Value> {
             Just(json!([{"resourceName": "cpu", "restartPolicy": "NotRequired"}])),
         ),
         extras(),
+        option::weighted(0.6, shutdown_flag_field()),
     )
         .prop_map(
             move |(
@@ -683,9 +752,16 @@ fn container(place: Place, mode: Mode) -> BoxedStrategy<Value> {
                 restart_rules,
                 resize_policy,
                 extras,
+                shutdown_flag,
             )| {
                 let mut container = Map::new();
                 container.insert("name".into(), json!(name));
+                // only where the catalogue reads it: consul-dataplane's
+                if let Some((field, words)) = shutdown_flag.filter(|_| {
+                    catalogue::entry_of(&name).is_some_and(|entry| entry.shutdown_flag.is_some())
+                }) {
+                    container.insert(field, words);
+                }
                 let native_sidecar = restart_policy.as_ref() == Some(&json!("Always"));
                 let sidecar_fields =
                     place == Place::Regular || native_sidecar || mode == Mode::Wild;
@@ -917,17 +993,13 @@ fn annotations(mode: Mode) -> BoxedStrategy<Option<Value>> {
                 &[
                     ("prometheus.io/scrape", "true"),
                     ("kubectl.kubernetes.io/default-container", "app"),
-                    ("sidecar.istio.io/nativeSidecar", "false"),
-                    ("sidecar.istio.io/nativeSidecar", "true"),
-                    ("config.linkerd.io/proxy-enable-native-sidecar", "false"),
-                    ("config.beta.linkerd.io/proxy-enable-native-sidecar", " false "),
-                    ("config.alpha.linkerd.io/proxy-enable-native-sidecar", "false"),
                 ][..],
             ),
         ),
+        option::weighted(0.5, vec(native_switch(), 1..5)),
         0u8..40,
     )
-        .prop_map(move |(sidecars, standard, istio_status, other, odd)| {
+        .prop_map(move |(sidecars, standard, istio_status, other, switches, odd)| {
             let odd = if mode == Mode::Wild { odd } else { u8::MAX };
             let mut annotations = Map::new();
             for (key, names, separator) in [sidecars, standard].into_iter().flatten() {
@@ -937,6 +1009,9 @@ fn annotations(mode: Mode) -> BoxedStrategy<Option<Value>> {
                 annotations.insert("sidecar.istio.io/status".into(), json!(record));
             }
             if let Some((key, value)) = other {
+                annotations.insert(key.into(), json!(value));
+            }
+            for (key, value) in switches.into_iter().flatten() {
                 annotations.insert(key.into(), json!(value));
             }
             match odd {
@@ -953,6 +1028,61 @@ fn annotations(mode: Mode) -> BoxedStrategy<Option<Value>> {
             (!annotations.is_empty()).then_some(Value::Object(annotations))
         })
         .boxed()
+}
+
+/// Every key an injector of the catalogue reads as its native switch
+/// (SPEC §3.1, §4: Linkerd's under three prefixes), and a key under
+/// Linkerd's prefix that is none.
+fn native_switch_keys() -> Vec<&'static str> {
+    let mut keys: Vec<&'static str> = CATALOGUE
+        .iter()
+        .flat_map(|entry| entry.switch_keys().iter().copied())
+        .collect();
+    keys.push("config.linkerd.io/proxy-cpu-request");
+    keys
+}
+
+/// An injector's native switch with the values that turn it on, off (also
+/// with white space around, which still opts out) or neither.
+fn native_switch() -> BoxedStrategy<(&'static str, &'static str)> {
+    (
+        select(native_switch_keys()),
+        prop_oneof![
+            3 => Just("true"),
+            3 => Just("false"),
+            1 => Just(" false "),
+            1 => select(&["True", "FALSE", "", "no", "100m"][..]),
+        ],
+    )
+        .boxed()
+}
+
+/// The pod's labels: OpenTelemetry's mark of an injected pod now and then;
+/// in wild mode sometimes no map at all.
+fn labels(mode: Mode) -> BoxedStrategy<Option<Value>> {
+    let valid = (
+        option::weighted(0.4, select(&["true", "false", ""][..])),
+        option::weighted(0.2, Just(("version", "v2"))),
+    )
+        .prop_map(|(otel, other)| {
+            let mut labels = Map::new();
+            labels.insert("app".into(), json!("shop"));
+            if let Some(value) = otel {
+                labels.insert("sidecar.opentelemetry.io/injected".into(), json!(value));
+            }
+            if let Some((key, value)) = other {
+                labels.insert(key.into(), json!(value));
+            }
+            Some(Value::Object(labels))
+        })
+        .boxed();
+    let odd = prop_oneof![
+        Just(None),
+        Just(Some(Value::Null)),
+        Just(Some(json!("app=shop"))),
+        Just(Some(json!({"sidecar.opentelemetry.io/injected": 1}))),
+    ];
+    wild(mode, 10, odd, valid)
 }
 
 fn owner_references() -> BoxedStrategy<Option<Value>> {
@@ -1027,6 +1157,7 @@ fn pod_metadata_pointer(kind: &str) -> &'static str {
 /// Builds the object of a kind around a pod's annotations and spec.
 fn object(
     (group, version, kind): (&str, &str, &str),
+    labels: Option<Value>,
     annotations: Option<Value>,
     owners: Option<Value>,
     spec: Value,
@@ -1036,7 +1167,10 @@ fn object(
     } else {
         format!("{group}/{version}")
     };
-    let mut pod_metadata = json!({"labels": {"app": "shop"}});
+    let mut pod_metadata = json!({});
+    if let Some(labels) = labels {
+        pod_metadata["labels"] = labels;
+    }
     if let Some(annotations) = annotations {
         pod_metadata["annotations"] = annotations;
     }
@@ -1100,6 +1234,24 @@ fn request_in(mode: Mode) -> BoxedStrategy<Value> {
         1 => Just(Operation::Delete),
         1 => Just(Operation::Connect),
     ];
+    request_of(mode, kind(), operation.boxed())
+}
+
+/// A Pod CREATE, the one request the native switches are added to (SPEC
+/// §4): the properties about them would otherwise see few of them.
+fn pod_create_request(mode: Mode) -> BoxedStrategy<Value> {
+    request_of(
+        mode,
+        Just(KINDS[0]).boxed(),
+        Just(Operation::Create).boxed(),
+    )
+}
+
+fn request_of(
+    mode: Mode,
+    kind: BoxedStrategy<(&'static str, &'static str, &'static str)>,
+    operation: BoxedStrategy<Operation>,
+) -> BoxedStrategy<Value> {
     let oddity = wild(
         mode,
         15,
@@ -1113,16 +1265,16 @@ fn request_in(mode: Mode) -> BoxedStrategy<Value> {
         Just(Oddity::None).boxed(),
     );
     (
-        kind(),
-        annotations(mode),
+        kind,
+        (labels(mode), annotations(mode)),
         owner_references(),
         pod_spec(mode),
         operation,
         oddity,
     )
-        .prop_map(|(kind, annotations, owners, spec, operation, oddity)| {
+        .prop_map(|(kind, (labels, annotations), owners, spec, operation, oddity)| {
             let (group, version, kind_name) = kind;
-            let mut object = object(kind, annotations, owners, spec);
+            let mut object = object(kind, labels, annotations, owners, spec);
             match oddity {
                 Oddity::KindMismatch => object["kind"] = json!("Secret"),
                 Oddity::NoKind => {
@@ -1288,10 +1440,21 @@ fn grace_settings() -> BoxedStrategy<Value> {
         .boxed()
 }
 
+/// `builtinSidecars`: a bool, or a list of catalogue entries by their first
+/// name (SPEC §9), empty, in any order, now and then with a repeat.
+fn builtin_sidecars() -> BoxedStrategy<Value> {
+    prop_oneof![
+        1 => any::<bool>().prop_map(Value::from),
+        1 => vec(select(catalogue_names()), 0..5).prop_map(|names| strings(&names)),
+    ]
+    .boxed()
+}
+
 /// Valid settings using every key of SPEC.md section 9.
 fn settings() -> BoxedStrategy<Value> {
     (
         setting(vec(matcher(), 0..3).prop_map(Value::Array)),
+        setting(builtin_sidecars()),
         setting(any::<bool>().prop_map(Value::from)),
         setting(select(&["", DEFAULT_ANNOTATION, CUSTOM_ANNOTATION][..]).prop_map(Value::from)),
         setting(
@@ -1323,6 +1486,7 @@ fn settings() -> BoxedStrategy<Value> {
             |(
                 sidecars,
                 builtin,
+                native_injection,
                 annotation,
                 standard,
                 legacy,
@@ -1336,6 +1500,7 @@ fn settings() -> BoxedStrategy<Value> {
                 for (key, value) in [
                     ("sidecars", sidecars),
                     ("builtinSidecars", builtin),
+                    ("nativeInjection", native_injection),
                     ("sidecarAnnotation", annotation),
                     ("standardAnnotation", standard),
                     ("legacySidecars", legacy),
@@ -1733,16 +1898,22 @@ fn a_mutation_changes_only_owned_fields_and_keeps_every_container() {
 }
 
 static MESH_RULES: Coverage = Coverage::new("mesh_rules");
+static MESH_EXCLUSIONS: Coverage = Coverage::new("mesh_rules_catalogue_exclusions");
 
 /// What the injectors need (SPEC §3, §3.1, §5): a container with Istio's
-/// injection template image, one opted out by the standard annotation or by
-/// the injector's own annotation, and a Linkerd proxy whose identity is its
-/// own pod are never moved; a derived startupProbe never probes more slowly
-/// than the readinessProbe it comes from.
+/// injection template image, one opted out by the standard annotation, and
+/// one that only the catalogue could make a sidecar while `builtinSidecars`
+/// leaves its entry out or a condition of the catalogue's first table holds
+/// (an injector's own switch `"false"` under any of its keys, Istio's proxy
+/// in a pod not marked injected or in a gateway mode, a Linkerd proxy whose
+/// identity is its own pod, `otc-container` without OpenTelemetry's label)
+/// are never moved; a derived startupProbe never probes more slowly than
+/// the readinessProbe it comes from.
 #[test]
 fn injection_templates_and_opted_out_containers_stay_and_derived_probes_are_fast() {
     check(case(), |case| {
         MESH_RULES.case();
+        MESH_EXCLUSIONS.case();
         let response = native(&case.request, &case.settings);
         let Some(mutated) = mutated_object(&response) else {
             return Ok(());
@@ -1764,14 +1935,6 @@ fn injection_templates_and_opted_out_containers_stay_and_derived_probes_are_fast
             .and_then(annotation)
             .map(|names| names.split(',').map(str::trim).collect())
             .unwrap_or_default();
-        let opted_out = |key: &str| annotation(key).is_some_and(|value| value.trim() == "false");
-        let linkerd_opted_out = [
-            "config.linkerd.io/proxy-enable-native-sidecar",
-            "config.beta.linkerd.io/proxy-enable-native-sidecar",
-            "config.alpha.linkerd.io/proxy-enable-native-sidecar",
-        ]
-        .iter()
-        .any(|key| opted_out(key));
         let containers = |object: &Value| -> Vec<Value> {
             object
                 .pointer(pointer)
@@ -1784,29 +1947,29 @@ fn injection_templates_and_opted_out_containers_stay_and_derived_probes_are_fast
             .iter()
             .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
             .collect();
+        let mut excluded = false;
         for container in containers(object) {
             let Some(name) = container.get("name").and_then(Value::as_str) else {
                 continue;
             };
-            let own_identity = container
-                .get("env")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|variable| variable.get("value") == Some(&json!("localhost.:8080")));
+            let not_builtin = catalogue::entry_of(name).is_some_and(|entry| {
+                !builtin_enabled(&case.settings, entry.name())
+                    || entry
+                        .unless
+                        .iter()
+                        .any(|unless| excludes(unless, entry, &container, object, kind))
+            });
             let must_stay = container.get("image") == Some(&json!(INJECTION_TEMPLATE))
                 || (standard.contains(name) && marker(&container) != Some("Sidecar"))
-                || (name == "istio-proxy"
-                    && opted_out("sidecar.istio.io/nativeSidecar")
-                    && builtin_only(&settings, name, &container, object, kind))
-                || (name == "linkerd-proxy"
-                    && (linkerd_opted_out || own_identity)
-                    && builtin_only(&settings, name, &container, object, kind));
+                || (not_builtin && builtin_only(&settings, name, &container, object, kind));
             prop_assert!(
                 !must_stay || after.contains(name),
                 "{} was moved out of containers although it must stay",
                 name
             );
+            if not_builtin && builtin_only(&settings, name, &container, object, kind) {
+                excluded = true;
+            }
         }
         let init = mutated
             .pointer(pointer)
@@ -1851,9 +2014,95 @@ fn injection_templates_and_opted_out_containers_stay_and_derived_probes_are_fast
             );
         }
         MESH_RULES.exercised();
+        if excluded {
+            MESH_EXCLUSIONS.exercised();
+        }
         Ok(())
     });
     MESH_RULES.report(10);
+    MESH_EXCLUSIONS.report(3);
+}
+
+/// Whether `builtinSidecars` (raw settings: absent, `null`, a bool or a
+/// list of entry names) enables the catalogue entry of that name (SPEC §9).
+fn builtin_enabled(settings: &Value, entry_name: &str) -> bool {
+    match settings.get("builtinSidecars") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(on)) => *on,
+        Some(Value::Array(names)) => names.contains(&json!(entry_name)),
+        Some(other) => panic!("the generator made builtinSidecars {other}"),
+    }
+}
+
+/// Whether `nativeInjection` (raw settings) is on: absent and `null` mean
+/// the default, `true` (SPEC §9).
+fn native_injection_on(settings: &Value) -> bool {
+    match settings.get("nativeInjection") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(on)) => *on,
+        Some(other) => panic!("the generator made nativeInjection {other}"),
+    }
+}
+
+/// The annotations at a metadata pointer of an object, when they are a map.
+fn annotations_at<'a>(object: &'a Value, metadata: &str) -> Option<&'a Map<String, Value>> {
+    object.pointer(metadata)?.get("annotations")?.as_object()
+}
+
+/// Whether a condition of the catalogue's first table (SPEC §3.1) says the
+/// container is no sidecar by rule 7, read from the request as the spec
+/// words it: a switch `"false"` after trimming under any of its keys, a
+/// missing label or injection mark, a proxy mode other than a sidecar's,
+/// an identity service on the pod itself.
+fn excludes(
+    unless: &catalogue::Unless,
+    entry: &catalogue::Entry,
+    container: &Value,
+    object: &Value,
+    kind: &str,
+) -> bool {
+    use catalogue::Unless;
+    let pod_metadata = object.pointer(pod_metadata_pointer(kind));
+    match unless {
+        Unless::SwitchedOff => entry.switch_keys().iter().any(|key| {
+            annotations_at(object, pod_metadata_pointer(kind))
+                .and_then(|annotations| annotations.get(*key))
+                .and_then(Value::as_str)
+                .is_some_and(|value| value.trim() == "false")
+        }),
+        Unless::NotLabelled { key } => !pod_metadata
+            .and_then(|metadata| metadata.get("labels"))
+            .and_then(Value::as_object)
+            .is_some_and(|labels| labels.contains_key(*key)),
+        Unless::NotMarkedInjected { key } => {
+            let marked = |metadata: &str| {
+                annotations_at(object, metadata).is_some_and(|a| a.contains_key(*key))
+            };
+            let job_template_marked = kind == "CronJob" && marked("/spec/jobTemplate/metadata");
+            !(marked(pod_metadata_pointer(kind)) || job_template_marked)
+        }
+        Unless::ProxyModeOtherThan { mode } => {
+            let args = container.get("args").and_then(Value::as_array);
+            let word = |at: usize| args.and_then(|args| args.get(at)).and_then(Value::as_str);
+            word(0) == Some("proxy")
+                && word(1).is_some_and(|second| !second.starts_with('-') && second != *mode)
+        }
+        Unless::IdentityFromOwnPod { env } => container
+            .get("env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|variable| variable.get("name") == Some(&json!(env)))
+            .filter_map(|variable| variable.get("value").and_then(Value::as_str))
+            .any(|address| {
+                // `host`, `host:port`, `[::1]`, `[::1]:port`
+                let host = match address.find(']') {
+                    Some(end) if address.starts_with('[') => &address[..=end],
+                    _ => address.rsplit_once(':').map_or(address, |(host, _)| host),
+                };
+                catalogue::OWN_POD_HOSTS.contains(&host)
+            }),
+    }
 }
 
 /// Whether only the catalogue could make this container a sidecar: not
@@ -1875,16 +2124,18 @@ fn builtin_only(
 }
 
 static REAPPLY: Coverage = Coverage::new("reapply_folds_back");
+static REAPPLY_FOLDED: Coverage = Coverage::new("reapply_folds_back_sidecars");
 
 /// SPEC §4, re-applied sidecars: for any request the policy converts, the
-/// object that re-applying the original manifest produces (a three-way merge
-/// keeps the converted object and appends the manifest's sidecars to
-/// `spec.containers` again) is answered, as an UPDATE whose `oldObject` is
-/// the converted object, with exactly the converted object.
+/// object that re-applying the original manifest produces (`applied_over`:
+/// the merge keeps the converted object and brings the manifest's sidecars
+/// back into `spec.containers`) is answered, as an UPDATE whose `oldObject`
+/// is the converted object, with exactly the converted object.
 #[test]
 fn re_applying_the_original_manifest_gives_back_the_converted_object() {
     check(case(), |case| {
         REAPPLY.case();
+        REAPPLY_FOLDED.case();
         let response = native(&case.request, &case.settings);
         let Some(converted) = mutated_object(&response) else {
             return Ok(());
@@ -1894,74 +2145,128 @@ fn re_applying_the_original_manifest_gives_back_the_converted_object() {
             return Ok(());
         }
         let pointer = case_pod_spec_pointer(&case)?;
-        let names_in = |object: &Value, list: &str| -> Vec<String> {
-            object
-                .pointer(pointer)
-                .and_then(|spec| spec.get(list))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        };
-        let converted_regular = names_in(converted, "containers");
-        let original_containers: Vec<Value> = case.request["object"]
+        let reapplied = re_apply(
+            &case.request,
+            &case.settings,
+            &case.request["object"],
+            converted,
+            pointer,
+        )?;
+        REAPPLY.exercised();
+        if !reapplied.names.is_empty() {
+            REAPPLY_FOLDED.exercised();
+        }
+        Ok(())
+    });
+    REAPPLY.report(10);
+    REAPPLY_FOLDED.report(5);
+}
+
+/// What `kubectl apply` (client- or server-side) of `manifest` makes of the
+/// `stored` object (SPEC §4, re-applied sidecars): everything as stored
+/// (fields the API server or a webhook added, such as the policy's own
+/// changes and the token mounts, are kept, as the manifest does not name
+/// them), but `spec.containers` is the manifest's list again, in its order:
+/// a container the stored object still has there is the stored one, a
+/// converted sidecar comes back as the manifest wrote it. `initContainers`
+/// stay as stored, converted sidecars included.
+fn applied_over(manifest: &Value, stored: &Value, pointer: &str) -> Value {
+    let containers = |object: &Value| -> Vec<Value> {
+        object
             .pointer(pointer)
             .and_then(|spec| spec.get("containers"))
             .and_then(Value::as_array)
             .cloned()
-            .unwrap_or_default();
-        let reapplied: Vec<Value> = original_containers
+            .unwrap_or_default()
+    };
+    let kept = containers(stored);
+    let list: Vec<Value> = containers(manifest)
+        .into_iter()
+        .map(|container| {
+            kept.iter()
+                .find(|stored| stored.get("name") == container.get("name"))
+                .cloned()
+                .unwrap_or(container)
+        })
+        .collect();
+    let mut merged = stored.clone();
+    if let Some(Value::Object(spec)) = merged.pointer_mut(pointer) {
+        spec.insert("containers".into(), Value::Array(list));
+    }
+    merged
+}
+
+/// A re-apply `re_apply` checked: the names that came back into
+/// `containers`, and the UPDATE request that brought them.
+struct Reapplied {
+    names: Vec<String>,
+    update: Value,
+}
+
+/// Sends `manifest` applied over `stored` as an UPDATE (same kind as
+/// `request`, `oldObject` the stored object) and checks the answer: accepted;
+/// with no sidecar re-applied (nothing was converted) untouched, otherwise
+/// exactly `stored` back.
+fn re_apply(
+    request: &Value,
+    settings: &Value,
+    manifest: &Value,
+    stored: &Value,
+    pointer: &str,
+) -> Result<Reapplied, TestCaseError> {
+    let names = |object: &Value, list: &str| -> Vec<String> {
+        object
+            .pointer(pointer)
+            .and_then(|spec| spec.get(list))
+            .and_then(Value::as_array)
             .into_iter()
-            .filter(|c| {
-                c.get("name")
-                    .and_then(Value::as_str)
-                    .is_some_and(|name| !converted_regular.iter().any(|kept| kept == name))
-            })
-            .collect();
-        let mut merged = converted.clone();
-        if let Some(Value::Array(containers)) = merged
-            .pointer_mut(pointer)
-            .and_then(|spec| spec.get_mut("containers"))
-        {
-            containers.extend(reapplied.iter().cloned());
-        }
-        let mut update = case.request.clone();
-        update["operation"] = json!("UPDATE");
-        update["object"] = merged.clone();
-        update["oldObject"] = converted.clone();
-        let answer = native(&update, &case.settings);
-        check_shape(&answer)?;
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    };
+    let stored_regular = names(stored, "containers");
+    let reapplied_names: Vec<String> = names(manifest, "containers")
+        .into_iter()
+        .filter(|name| !stored_regular.contains(name))
+        .collect();
+    let merged = applied_over(manifest, stored, pointer);
+    let mut update = request.clone();
+    update["operation"] = json!("UPDATE");
+    update["object"] = merged.clone();
+    update["oldObject"] = stored.clone();
+    let answer = native(&update, settings);
+    check_shape(&answer)?;
+    prop_assert!(
+        accepted(&answer),
+        "the re-applied manifest is rejected: {}\nmerged: {:#}",
+        answer["message"],
+        merged
+    );
+    if reapplied_names.is_empty() {
+        // nothing was moved: the merge is the stored object, unchanged
         prop_assert!(
-            accepted(&answer),
-            "the re-applied manifest is rejected: {}\nmerged: {:#}",
-            answer["message"],
-            merged
+            mutated_object(&answer).is_none(),
+            "an unchanged object was mutated"
         );
-        if reapplied.is_empty() {
-            // nothing was moved: the merge is the converted object, unchanged
-            prop_assert!(
-                mutated_object(&answer).is_none(),
-                "an unchanged object was mutated"
-            );
-        } else {
-            let Some(folded) = mutated_object(&answer) else {
-                return Err(TestCaseError::fail(format!(
-                    "the re-applied sidecars were not folded back\nmerged: {merged:#}\nwarnings: {}",
-                    answer["warnings"]
-                )));
-            };
-            prop_assert!(
-                folded == converted,
-                "re-applying gives another object than the converted one\nconverted: {:#}\nfolded: {:#}",
-                converted,
-                folded
-            );
-        }
-        REAPPLY.exercised();
-        Ok(())
-    });
-    REAPPLY.report(10);
+    } else {
+        let Some(folded) = mutated_object(&answer) else {
+            return Err(TestCaseError::fail(format!(
+                "the re-applied sidecars were not folded back\nmerged: {merged:#}\nwarnings: {}",
+                answer["warnings"]
+            )));
+        };
+        prop_assert!(
+            folded == stored,
+            "re-applying gives another object than the stored one\nstored: {:#}\nfolded: {:#}\ndifferences: {:#?}",
+            stored,
+            folded,
+            common::differences(stored, folded)
+        );
+    }
+    Ok(Reapplied {
+        names: reapplied_names,
+        update,
+    })
 }
 
 static REJECTIONS: Coverage = Coverage::new("rejections_name_something");
@@ -2029,6 +2334,898 @@ fn the_harness_invariants_hold_through_the_wapc_host() {
         Ok(())
     });
     HARNESS.report(50);
+}
+
+// ---------------------------------------------------------------------------
+// Revision 4: native switches, placement, never-derived probes, naked Pods
+// ---------------------------------------------------------------------------
+
+/// Where an object's annotations may sit: its own metadata, the pod
+/// (template)'s, and a CronJob's job template's.
+fn metadata_pointers(kind: &str) -> Vec<&'static str> {
+    let mut pointers = vec!["/metadata", pod_metadata_pointer(kind)];
+    if kind == "CronJob" {
+        pointers.push("/spec/jobTemplate/metadata");
+    }
+    pointers.dedup();
+    pointers
+}
+
+/// The annotations an injector's record lives in, which the policy rewrites
+/// (SPEC §4, "Injectors' own records stay true").
+fn is_injection_record(key: &str) -> bool {
+    CATALOGUE
+        .iter()
+        .any(|entry| entry.injection_record == Some(key))
+}
+
+/// The annotations `after` has and `before` has not, and those whose value
+/// changed (injectors' records, which the policy may rewrite, left out), at
+/// one metadata pointer.
+fn annotation_changes(
+    before: &Value,
+    after: &Value,
+    metadata: &str,
+) -> (Map<String, Value>, Vec<String>) {
+    let empty = Map::new();
+    let was = annotations_at(before, metadata).unwrap_or(&empty);
+    let now = annotations_at(after, metadata).unwrap_or(&empty);
+    let added = now
+        .iter()
+        .filter(|(key, _)| !was.contains_key(*key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let changed = was
+        .iter()
+        .filter(|(key, value)| !is_injection_record(key) && now.get(*key) != Some(*value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    (added, changed)
+}
+
+/// Whether the request is one the switches are asked for in (SPEC §4): a
+/// Pod CREATE (no subresource, no mirror Pod) with `legacySidecars: convert`
+/// and `nativeInjection` on.
+fn asks_injectors(case: &Case, settings: &Settings) -> bool {
+    let request = &case.request;
+    request.pointer("/kind/kind") == Some(&json!("Pod"))
+        && request.pointer("/kind/group") == Some(&json!(""))
+        && request["operation"] == json!("CREATE")
+        && request
+            .get("subResource")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        && annotations_at(&request["object"], "/metadata")
+            .is_none_or(|annotations| !annotations.contains_key("kubernetes.io/config.mirror"))
+        && settings.legacy_sidecars == LegacySidecars::Convert
+        && native_injection_on(&case.settings)
+}
+
+/// The switch keys SPEC §4 adds to the Pod of the request, and whether an
+/// enabled injector with a switch was left alone (the Pod already had one
+/// of its keys, or its standard annotation names a container of the entry).
+fn expected_switches(case: &Case, settings: &Settings) -> (BTreeSet<&'static str>, bool) {
+    let object = &case.request["object"];
+    let annotations = annotations_at(object, "/metadata");
+    let has = |key: &str| annotations.is_some_and(|a| a.contains_key(key));
+    let standard: Vec<&str> = settings
+        .standard_annotation
+        .as_deref()
+        .and_then(|key| annotations?.get(key)?.as_str())
+        .map(|names| names.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let mut expected = BTreeSet::new();
+    let mut withheld = false;
+    for entry in CATALOGUE {
+        let Some(switch) = &entry.native_switch else {
+            continue;
+        };
+        if !builtin_enabled(&case.settings, entry.name()) {
+            continue;
+        }
+        if switch.keys.iter().any(|key| has(key)) || standard.iter().any(|name| entry.matches(name))
+        {
+            withheld = true;
+        } else {
+            expected.insert(switch.key);
+        }
+    }
+    (expected, withheld)
+}
+
+/// Mostly Pod CREATEs, clean and wild, the requests the switches are about;
+/// the rest any request, and clean workload CREATEs and UPDATEs, where they
+/// must never appear.
+fn native_switch_case() -> BoxedStrategy<Case> {
+    let pod_create = prop_oneof![
+        pod_create_request(Mode::Clean),
+        pod_create_request(Mode::Wild)
+    ];
+    let workload = prop_oneof![
+        request_of(
+            Mode::Clean,
+            select(&KINDS[1..]).boxed(),
+            Just(Operation::Create).boxed()
+        ),
+        request_of(
+            Mode::Clean,
+            select(&KINDS[1..]).boxed(),
+            Just(Operation::UpdateChangedTemplate).boxed()
+        ),
+    ];
+    (
+        prop_oneof![6 => pod_create, 2 => request(), 1 => workload],
+        settings(),
+    )
+        .prop_map(|(request, settings)| Case { request, settings })
+        .boxed()
+}
+
+static SWITCHES: Coverage = Coverage::new("native_switches_at_pod_create");
+static SWITCHES_ADDED: Coverage = Coverage::new("native_switches_added");
+static SWITCHES_WITHHELD: Coverage = Coverage::new("native_switches_withheld");
+static SWITCHES_NEVER: Coverage = Coverage::new("native_switches_never_elsewhere");
+
+/// SPEC §4, "Asking injectors for native sidecars", as an equivalence: the
+/// annotations a mutation adds are exactly the switch keys
+/// (`native_switch.key`, value `"true"`) of the catalogue entries that
+/// `builtinSidecars` enables, have a switch, are not already switched under
+/// any of their keys (whatever the value: `"false"`, `" false "`, `""`), and
+/// whose containers the standard annotation does not keep regular; and only
+/// for a Pod CREATE with `legacySidecars: convert` and `nativeInjection` on.
+/// An accepted Pod CREATE that meets all that but is not mutated fails it as
+/// surely as an added switch that should not be there. Workloads (their
+/// templates would roll out) and UPDATEs never get one; no existing value
+/// is ever changed (an injector's record aside); and evaluating the mutated
+/// object again adds nothing more.
+#[test]
+fn native_switches_are_added_exactly_where_the_spec_asks() {
+    check(native_switch_case(), |case| {
+        for coverage in [
+            &SWITCHES,
+            &SWITCHES_ADDED,
+            &SWITCHES_WITHHELD,
+            &SWITCHES_NEVER,
+        ] {
+            coverage.case();
+        }
+        let response = native(&case.request, &case.settings);
+        check_shape(&response)?;
+        if !accepted(&response) {
+            return Ok(());
+        }
+        let settings = Settings::from_value(&case.settings).expect("generated settings are valid");
+        let kind = request_kind(&case.request);
+        let object = &case.request["object"];
+        let eligible = asks_injectors(&case, &settings);
+        let (expected, withheld) = if eligible {
+            expected_switches(&case, &settings)
+        } else {
+            (BTreeSet::new(), false)
+        };
+        let after = mutated_object(&response).unwrap_or(object);
+        for metadata in metadata_pointers(kind) {
+            let (added, changed) = annotation_changes(object, after, metadata);
+            prop_assert!(
+                changed.is_empty(),
+                "the mutation changed the annotations {:?} at {}",
+                changed,
+                metadata
+            );
+            for (key, value) in &added {
+                prop_assert_eq!(value, &json!("true"), "{} was added as {}", key, value);
+            }
+            let added: BTreeSet<&str> = added.keys().map(String::as_str).collect();
+            let wanted = if metadata == "/metadata" && kind == "Pod" {
+                expected.clone()
+            } else {
+                BTreeSet::new()
+            };
+            prop_assert_eq!(
+                &added,
+                &wanted,
+                "annotations added at {} differ from the native switches the spec asks for (eligible: {})",
+                metadata,
+                eligible
+            );
+        }
+        if let Some(mutated) = mutated_object(&response) {
+            let second = evaluate_again(&case, mutated);
+            if let Some(again) = mutated_object(&second) {
+                for metadata in metadata_pointers(kind) {
+                    let (added, changed) = annotation_changes(mutated, again, metadata);
+                    prop_assert!(
+                        added.is_empty() && changed.is_empty(),
+                        "evaluating the mutated object again added {:?} and changed {:?} at {}",
+                        added.keys().collect::<Vec<_>>(),
+                        changed,
+                        metadata
+                    );
+                }
+            }
+        }
+        if eligible {
+            SWITCHES.exercised();
+            if !expected.is_empty() {
+                SWITCHES_ADDED.exercised();
+            }
+            if withheld {
+                SWITCHES_WITHHELD.exercised();
+            }
+        } else if mutated_object(&response).is_some()
+            && (kind != "Pod" || case.request["operation"] != json!("CREATE"))
+        {
+            SWITCHES_NEVER.exercised();
+        }
+        Ok(())
+    });
+    SWITCHES.report(20);
+    SWITCHES_ADDED.report(10);
+    SWITCHES_WITHHELD.report(8);
+    SWITCHES_NEVER.report(3);
+}
+
+/// The init containers a sidecar starts after (SPEC §4, "Placement"): the
+/// built-in setup containers, those the setting `setupInitContainers` names
+/// (read from the raw settings, matched with the spec's glob dialect), and
+/// its catalogue entry's `starts_after`.
+fn is_setup_of(sidecar: &str, init_container: &str, settings: &Value) -> bool {
+    let setting_globs = settings
+        .get("setupInitContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    catalogue::BUILTIN_SETUP_INIT_CONTAINERS
+        .iter()
+        .copied()
+        .chain(setting_globs)
+        .any(|pattern| glob::matches(pattern, init_container))
+        || catalogue::entry_of(sidecar)
+            .is_some_and(|entry| entry.starts_after.contains(&init_container))
+}
+
+/// Requests the policy evaluates, mostly clean: CREATEs and UPDATEs that
+/// change the pod template, of every kind with a pod spec (some owned by a
+/// controller, which are skipped); a quarter wild.
+fn evaluated_request() -> BoxedStrategy<Value> {
+    let evaluated = || {
+        prop_oneof![
+            4 => Just(Operation::Create),
+            1 => Just(Operation::UpdateChangedTemplate)
+        ]
+        .boxed()
+    };
+    prop_oneof![
+        3 => request_of(Mode::Clean, select(KINDS).boxed(), evaluated()),
+        1 => request_of(Mode::Wild, select(KINDS).boxed(), evaluated()),
+    ]
+    .boxed()
+}
+
+/// A case whose pod surely has setup containers to be placed after: init
+/// containers of `SETUP_NAMES` (built-in setup containers, Vault's, ones a
+/// setting's glob names, the application's) inserted at random places, and
+/// a sidecar added to `containers` (mostly of the catalogue, half of them
+/// also declared by `lifecycle.type`, so that `builtinSidecars` does not
+/// keep them all regular), half of the time setup containers named by the
+/// setting `setupInitContainers`; mostly clean CREATEs in `convert` mode. A
+/// quarter of the cases as they come.
+fn placement_case() -> BoxedStrategy<Case> {
+    let with_setup = (
+        (evaluated_request(), settings(), any::<bool>()),
+        vec((select(SETUP_NAMES), any::<prop::sample::Index>()), 1..4),
+        option::weighted(
+            0.9,
+            (
+                select(
+                    &[
+                        "vault-agent",
+                        "vault-agent",
+                        "cloud-sql-proxy",
+                        "consul-dataplane-web",
+                        "daprd",
+                        "linkerd-proxy",
+                        "istio-proxy",
+                        "log-shipper",
+                    ][..],
+                ),
+                any::<bool>(),
+            ),
+        ),
+    )
+        .prop_map(|((request, mut settings, own_setup), setups, sidecar)| {
+            settings["legacySidecars"] = json!("convert");
+            if own_setup {
+                settings["setupInitContainers"] = json!(["wait-*", "*-net-setup"]);
+            }
+            let mut case = Case { request, settings };
+            let kind = request_kind(&case.request).to_owned();
+            let Some(Value::Object(spec)) = pod_spec_pointer(&kind)
+                .and_then(|pointer| case.request["object"].pointer_mut(pointer))
+            else {
+                return case;
+            };
+            let mut names: BTreeSet<String> = ["containers", "initContainers"]
+                .iter()
+                .filter_map(|list| spec.get(*list).and_then(Value::as_array))
+                .flatten()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            if let Some(Value::Array(containers)) = spec.get_mut("containers")
+                && let Some((name, declared)) =
+                    sidecar.filter(|(name, _)| names.insert((*name).to_owned()))
+            {
+                let mut sidecar = json!({"name": name, "image": "registry.example/sidecar:1"});
+                if declared {
+                    sidecar["lifecycle"] = json!({"type": "Sidecar"});
+                }
+                containers.push(sidecar);
+            }
+            let init = spec.entry("initContainers").or_insert_with(|| json!([]));
+            if init.is_null() {
+                *init = json!([]);
+            }
+            if let Value::Array(init) = init {
+                for (name, at) in setups {
+                    if names.insert(name.to_owned()) {
+                        init.insert(
+                            at.index(init.len() + 1),
+                            json!({"name": name, "image": "busybox"}),
+                        );
+                    }
+                }
+            }
+            case
+        });
+    prop_oneof![3 => with_setup, 1 => case()].boxed()
+}
+
+static PLACEMENT: Coverage = Coverage::new("placement_after_setup");
+static PLACEMENT_OWN: Coverage = Coverage::new("placement_after_settings_or_starts_after");
+
+/// SPEC §4, "Placement": in every mutated object, each sidecar the policy
+/// moved to `initContainers` (it was in `containers` of the request, and not
+/// re-applied over a native sidecar of its name) stands after every one of
+/// its setup containers that stood in `initContainers` when it was placed:
+/// those of the request, and the sidecars moved before it (they are placed
+/// one by one in `spec.containers` order, each "as the list stands"). So no
+/// sidecar starts before what sets up its network or writes what it starts
+/// from (`vault-agent-init` for `vault-agent`). And the whole list is the
+/// one the spec's procedure gives: each just after the last of its setup
+/// containers as the list stands (at the beginning when there is none),
+/// past the native sidecars that directly follow.
+#[test]
+fn a_moved_sidecar_stands_after_each_of_its_setup_containers() {
+    check(placement_case(), |case| {
+        PLACEMENT.case();
+        PLACEMENT_OWN.case();
+        let response = native(&case.request, &case.settings);
+        let Some(mutated) = mutated_object(&response) else {
+            return Ok(());
+        };
+        let pointer = case_pod_spec_pointer(&case)?;
+        let names = |object: &Value, list: &str| -> Vec<String> {
+            object
+                .pointer(pointer)
+                .and_then(|spec| spec.get(list))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        };
+        let request_init = names(&case.request["object"], "initContainers");
+        let init_after = names(mutated, "initContainers");
+        let moved: Vec<String> = names(&case.request["object"], "containers")
+            .into_iter()
+            .filter(|name| init_after.contains(name) && !request_init.contains(name))
+            .collect();
+        let position = |name: &str| init_after.iter().position(|n| n == name);
+        let mut checked = false;
+        let mut own = false;
+        for (order, sidecar) in moved.iter().enumerate() {
+            let at = position(sidecar).expect("a moved sidecar is in initContainers");
+            let standing = request_init.iter().chain(&moved[..order]);
+            for setup in standing.filter(|init| is_setup_of(sidecar, init, &case.settings)) {
+                checked = true;
+                own |= !catalogue::is_builtin_setup(setup);
+                let setup_at = position(setup).expect("an init container stays");
+                prop_assert!(
+                    setup_at < at,
+                    "{} was placed at initContainers[{}], before its setup container {} at [{}]: {:?}",
+                    sidecar,
+                    at,
+                    setup,
+                    setup_at,
+                    init_after
+                );
+            }
+        }
+        // and exactly where the spec's procedure puts each, native sidecars
+        // that directly follow its last setup container passed
+        let mut expected: Vec<(String, bool)> = case.request["object"]
+            .pointer(pointer)
+            .and_then(|spec| spec.get("initContainers"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| {
+                let name = c.get("name").and_then(Value::as_str)?;
+                Some((
+                    name.to_owned(),
+                    c.get("restartPolicy") == Some(&json!("Always")),
+                ))
+            })
+            .collect();
+        for sidecar in &moved {
+            let mut at = expected
+                .iter()
+                .rposition(|(init, _)| is_setup_of(sidecar, init, &case.settings))
+                .map_or(0, |last| last + 1);
+            while expected.get(at).is_some_and(|(_, native)| *native) {
+                at += 1;
+            }
+            expected.insert(at, (sidecar.clone(), true));
+        }
+        let expected: Vec<String> = expected.into_iter().map(|(name, _)| name).collect();
+        prop_assert_eq!(
+            &init_after,
+            &expected,
+            "initContainers are not placed as SPEC §4 places them"
+        );
+        if checked {
+            PLACEMENT.exercised();
+        }
+        if own {
+            PLACEMENT_OWN.exercised();
+        }
+        Ok(())
+    });
+    PLACEMENT.report(15);
+    PLACEMENT_OWN.report(5);
+}
+
+/// A container name of a catalogue entry whose startupProbe is never
+/// derived (SPEC §3.1, §5: `daprd`).
+fn never_derived(name: &str) -> bool {
+    catalogue::entry_of(name)
+        .is_some_and(|entry| entry.startup_probe == catalogue::StartupProbe::NeverDerived)
+}
+
+/// The names the never-derived entries give their containers.
+fn never_derived_names() -> Vec<&'static str> {
+    CATALOGUE
+        .iter()
+        .filter(|entry| entry.startup_probe == catalogue::StartupProbe::NeverDerived)
+        .map(|entry| entry.name())
+        .collect()
+}
+
+/// A case with a never-derived sidecar in it: a container of either list
+/// renamed (when the pod has none of that name yet), mostly with a
+/// readinessProbe (the one a startupProbe would be derived from) and, in
+/// `initContainers`, mostly made native; the setting `startupProbe` mostly
+/// `require` or `derive`, and mostly every other sidecar with a
+/// startupProbe of its own, so that `require` has only the never-derived
+/// one to judge. Mostly evaluated requests, a quarter any.
+fn never_derived_case() -> BoxedStrategy<Case> {
+    let base = prop_oneof![
+        3 => (evaluated_request(), settings())
+            .prop_map(|(request, settings)| Case { request, settings }),
+        1 => case(),
+    ];
+    (
+        base,
+        select(never_derived_names()),
+        any::<bool>(),
+        any::<prop::sample::Index>(),
+        option::weighted(0.9, probe(ProbeKind::Readiness, Mode::Clean)),
+        prop::bool::weighted(0.8),
+        prop_oneof![2 => Just(Some("require")), 1 => Just(Some("derive")), 1 => Just(None)],
+        prop::bool::weighted(0.75),
+    )
+        .prop_map(
+            |(mut case, name, init, index, readiness, native, startup, others_probed)| {
+                if let Some(mode) = startup {
+                    case.settings["startupProbe"] = json!(mode);
+                }
+                edit_pod_spec(&mut case.request, |spec| {
+                    if others_probed {
+                        give_sidecars_startup_probes(spec);
+                    }
+                    let taken = ["containers", "initContainers"].iter().any(|list| {
+                        spec.get(*list)
+                            .and_then(Value::as_array)
+                            .is_some_and(|list| {
+                                list.iter().any(|c| c.get("name") == Some(&json!(name)))
+                            })
+                    });
+                    // `containers` when the pod has no init container
+                    let has_init = spec
+                        .get("initContainers")
+                        .and_then(Value::as_array)
+                        .is_some_and(|list| !list.is_empty());
+                    let init = init && has_init;
+                    let list = if init { "initContainers" } else { "containers" };
+                    let Some(Value::Array(list)) = spec.get_mut(list).filter(|_| !taken) else {
+                        return;
+                    };
+                    if list.is_empty() {
+                        return;
+                    }
+                    let at = index.index(list.len());
+                    let Some(container) = list[at].as_object_mut() else {
+                        return;
+                    };
+                    container.insert("name".into(), json!(name));
+                    if others_probed {
+                        // the one given above: it keeps only a startupProbe of its own
+                        container.remove("startupProbe");
+                    }
+                    if init && native {
+                        container.insert("restartPolicy".into(), json!("Always"));
+                    }
+                    let may_probe =
+                        !init || native || container.get("restartPolicy") == Some(&json!("Always"));
+                    if let Some(readiness) = readiness.filter(|_| may_probe) {
+                        container.insert("readinessProbe".into(), readiness);
+                    }
+                });
+                case
+            },
+        )
+        .boxed()
+}
+
+/// Edits the pod spec of a request's object. An UPDATE whose `oldObject`
+/// had the same pod template gets the same edit, so that it stays an UPDATE
+/// that leaves the template unchanged (accepted untouched, SPEC §2).
+fn edit_pod_spec(request: &mut Value, edit: impl FnOnce(&mut Value)) {
+    let kind = request_kind(request).to_owned();
+    let Some(pointer) = pod_spec_pointer(&kind) else {
+        return;
+    };
+    let template = template_pointer(&kind);
+    let unchanged = !request["oldObject"].is_null()
+        && request["object"].pointer(template) == request["oldObject"].pointer(template);
+    let Some(spec) = request["object"].pointer_mut(pointer) else {
+        return;
+    };
+    edit(spec);
+    if unchanged {
+        let edited = request["object"].pointer(template).cloned();
+        if let (Some(edited), Some(old)) = (edited, request["oldObject"].pointer_mut(template)) {
+            *old = edited;
+        }
+    }
+}
+
+/// Gives a startupProbe to every container that may be a sidecar (every
+/// regular container, every native init container) and has none, so that
+/// `startupProbe: require` has nothing else to reject.
+fn give_sidecars_startup_probes(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(Value::Array(containers)) = spec.get_mut(list) else {
+            continue;
+        };
+        for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+            let may_be_sidecar =
+                list == "containers" || container.get("restartPolicy") == Some(&json!("Always"));
+            if may_be_sidecar && !container.contains_key("startupProbe") {
+                container.insert(
+                    "startupProbe".into(),
+                    json!({"tcpSocket": {"port": 15021}, "periodSeconds": 1, "failureThreshold": 300}),
+                );
+            }
+        }
+    }
+}
+
+/// The same request with a startupProbe given to every never-derived
+/// container that has none (`edit_pod_spec`: an UPDATE that left the pod
+/// template unchanged still does), and whether there was one to give.
+fn with_never_derived_probes(request: &Value) -> (Value, bool) {
+    let mut request = request.clone();
+    let mut added = false;
+    edit_pod_spec(&mut request, |spec| {
+        for list in ["containers", "initContainers"] {
+            let Some(Value::Array(list)) = spec.get_mut(list) else {
+                continue;
+            };
+            for container in list.iter_mut().filter_map(Value::as_object_mut) {
+                let named = container
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(never_derived);
+                if named && !container.contains_key("startupProbe") {
+                    container.insert(
+                        "startupProbe".into(),
+                        json!({"httpGet": {"path": "/v1.0/healthz/outbound", "port": 3500}, "periodSeconds": 1}),
+                    );
+                    added = true;
+                }
+            }
+        }
+    });
+    (request, added)
+}
+
+/// A never-derived native sidecar without a startupProbe in the pod an
+/// answer leaves (the mutated object, or the request accepted as it is),
+/// and whether it has a readinessProbe one could be derived from.
+fn bare_never_derived_sidecar(pod_spec: Option<&Value>) -> Option<bool> {
+    pod_spec
+        .and_then(|spec| spec.get("initContainers"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c.get("restartPolicy") == Some(&json!("Always"))
+                && c.get("name")
+                    .and_then(Value::as_str)
+                    .is_some_and(never_derived)
+                && c.get("startupProbe").is_none()
+        })
+        .map(|c| c.get("readinessProbe").is_some_and(Value::is_object))
+        .reduce(|a, b| a || b)
+}
+
+static NEVER_DERIVED: Coverage = Coverage::new("never_derived_gets_no_startup_probe");
+static NEVER_DERIVED_REQUIRE: Coverage = Coverage::new("never_derived_not_required");
+
+/// SPEC §3.1 and §5: a container whose name matches a catalogue entry that
+/// says "never derived" (`daprd`, whose readiness waits for the application)
+/// never gets a startupProbe from the policy, in any mode, native ones and
+/// ones declared by annotation or matcher included: whatever startupProbe
+/// it has in a mutated object, it had in the request. And `startupProbe:
+/// require` does not ask for one: giving each such container a startupProbe
+/// changes neither the verdict nor the message.
+#[test]
+fn a_never_derived_sidecar_gets_no_startup_probe_and_is_not_required_one() {
+    check(never_derived_case(), |case| {
+        NEVER_DERIVED.case();
+        NEVER_DERIVED_REQUIRE.case();
+        let response = native(&case.request, &case.settings);
+        check_shape(&response)?;
+        let pointer = pod_spec_pointer(request_kind(&case.request));
+        let request_spec = pointer.and_then(|p| case.request["object"].pointer(p));
+        if let (Some(mutated), Some(pointer)) = (mutated_object(&response), pointer) {
+            let request_containers: Vec<&Value> = ["containers", "initContainers"]
+                .iter()
+                .filter_map(|list| request_spec?.get(*list)?.as_array())
+                .flatten()
+                .collect();
+            for list in ["containers", "initContainers"] {
+                let containers = mutated
+                    .pointer(pointer)
+                    .and_then(|spec| spec.get(list))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten();
+                for container in containers {
+                    let Some(name) = container.get("name").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let Some(probe) = container
+                        .get("startupProbe")
+                        .filter(|_| never_derived(name))
+                    else {
+                        continue;
+                    };
+                    prop_assert!(
+                        request_containers
+                            .iter()
+                            .any(|c| c.get("name") == container.get("name")
+                                && c.get("startupProbe") == Some(probe)),
+                        "{} got a startupProbe it did not have: {}",
+                        name,
+                        probe
+                    );
+                }
+            }
+        }
+        let after = match mutated_object(&response) {
+            Some(mutated) => pointer.and_then(|p| mutated.pointer(p)),
+            None if accepted(&response) => request_spec,
+            None => None,
+        };
+        if bare_never_derived_sidecar(after) == Some(true) {
+            NEVER_DERIVED.exercised();
+        }
+        let settings = Settings::from_value(&case.settings).expect("generated settings are valid");
+        if settings.startup_probe == sidecar_lifecycle_policy::settings::StartupProbe::Require {
+            let (probed, added) = with_never_derived_probes(&case.request);
+            if added {
+                let answer = native(&probed, &case.settings);
+                prop_assert_eq!(
+                    (
+                        accepted(&response),
+                        &response["message"],
+                        mutated_object(&response).is_some()
+                    ),
+                    (
+                        accepted(&answer),
+                        &answer["message"],
+                        mutated_object(&answer).is_some()
+                    ),
+                    "under startupProbe: require, a never-derived sidecar's startupProbe changes the answer"
+                );
+                if accepted(&response) && bare_never_derived_sidecar(after).is_some() {
+                    NEVER_DERIVED_REQUIRE.exercised();
+                }
+            }
+        }
+        Ok(())
+    });
+    NEVER_DERIVED.report(8);
+    NEVER_DERIVED_REQUIRE.report(5);
+}
+
+/// The ServiceAccount admission plugin at Pod creation (before any
+/// webhook): a projected volume `kube-api-access-<suffix>` in
+/// `spec.volumes`, and a read-only volumeMount of it at the token path on
+/// every container of both lists that mounts nothing there.
+fn mount_service_account_token(spec: &mut Value, suffix: &str) {
+    const TOKEN_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let volume = format!("kube-api-access-{suffix}");
+    let Some(spec) = spec.as_object_mut() else {
+        return;
+    };
+    let projected = json!({"name": volume, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace",
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]}});
+    match spec.get_mut("volumes") {
+        Some(Value::Array(volumes)) => volumes.push(projected),
+        _ => {
+            spec.insert("volumes".into(), json!([projected]));
+        }
+    }
+    let mount = json!({"name": volume, "readOnly": true, "mountPath": TOKEN_PATH});
+    for list in ["initContainers", "containers"] {
+        let Some(Value::Array(containers)) = spec.get_mut(list) else {
+            continue;
+        };
+        for container in containers.iter_mut().filter_map(Value::as_object_mut) {
+            match container.get_mut("volumeMounts") {
+                Some(Value::Array(mounts)) => {
+                    if !mounts
+                        .iter()
+                        .any(|m| m.get("mountPath") == Some(&json!(TOKEN_PATH)))
+                    {
+                        mounts.push(mount.clone());
+                    }
+                }
+                None | Some(Value::Null) => {
+                    container.insert("volumeMounts".into(), json!([mount]));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// What the API server prunes before any webhook sees a manifest:
+/// `lifecycle.type`, a field the API does not have (SPEC §2).
+fn pruned_by_the_api_server(request: &mut Value) {
+    for list in ["initContainers", "containers"] {
+        if let Some(Value::Array(containers)) = request.pointer_mut(&format!("/object/spec/{list}"))
+        {
+            for container in containers {
+                if let Some(Value::Object(lifecycle)) = container.get_mut("lifecycle") {
+                    lifecycle.remove("type");
+                }
+            }
+        }
+    }
+}
+
+/// A clean Pod CREATE in `convert` mode, the random suffix of its token
+/// volume, and whether the stored Pod lost the native switches (created
+/// before `nativeInjection`, by an older release of the policy).
+fn naked_pod_case() -> BoxedStrategy<(Case, String, bool)> {
+    (
+        pod_create_request(Mode::Clean),
+        settings(),
+        "[a-z0-9]{5}",
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(|(mut request, mut settings, suffix, without_switches)| {
+            pruned_by_the_api_server(&mut request);
+            settings["legacySidecars"] = json!("convert");
+            (Case { request, settings }, suffix, without_switches)
+        })
+        .boxed()
+}
+
+static NAKED_POD: Coverage = Coverage::new("naked_pod_reapply");
+static NAKED_POD_NO_SWITCHES: Coverage = Coverage::new("naked_pod_reapply_without_switches");
+
+/// SPEC §2 and §4 (issue 16): re-applying a naked Pod the policy converted.
+/// The Pod is created as a cluster creates it: the ServiceAccount admission
+/// plugin mounts the token into every container before the policy sees the
+/// CREATE, and the mutated object is what is stored. `kubectl apply` of the
+/// unchanged manifest (as the user wrote it: no token mount) brings the
+/// converted sidecars back into `containers` without the mount, keeps the
+/// rest as stored, and comes as a Pod UPDATE whose `oldObject` is the
+/// stored Pod. With `convert` the answer is the stored Pod exactly (its
+/// `spec` to the byte: the token mount kept from the stored entry, nothing
+/// rolls; no annotation added, also when the stored Pod has no native
+/// switches); with `warn` or `reject` the UPDATE is accepted untouched.
+#[test]
+fn re_applying_a_converted_naked_pod_gives_back_the_stored_pod() {
+    check(naked_pod_case(), |(case, suffix, without_switches)| {
+        NAKED_POD.case();
+        NAKED_POD_NO_SWITCHES.case();
+        let manifest = case.request["object"].clone();
+        let mut create = case.request.clone();
+        mount_service_account_token(&mut create["object"]["spec"], &suffix);
+        let response = native(&create, &case.settings);
+        let Some(converted) = mutated_object(&response) else {
+            return Ok(());
+        };
+        let mut stored = converted.clone();
+        if without_switches {
+            let (added, _) = annotation_changes(&create["object"], &stored, "/metadata");
+            if let Some(Value::Object(annotations)) = stored.pointer_mut("/metadata/annotations") {
+                for key in added.keys() {
+                    annotations.remove(key);
+                }
+            }
+        }
+        // the whole object back, so its spec to the byte and no annotation added
+        let reapplied = re_apply(&create, &case.settings, &manifest, &stored, "/spec")?;
+        if reapplied.names.is_empty() {
+            return Ok(());
+        }
+        // what makes the case: the stored sidecar has the plugin's mount,
+        // the one the manifest brings back has not
+        let token_mount = |container: &Value| {
+            container
+                .get("volumeMounts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|mount| mount["name"] == json!(format!("kube-api-access-{suffix}")))
+        };
+        let entry = |object: &Value, list: &str, name: &str| -> Value {
+            object["spec"][list]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["name"] == json!(name))
+                .cloned()
+                .unwrap_or_default()
+        };
+        for name in &reapplied.names {
+            prop_assert!(
+                token_mount(&entry(&stored, "initContainers", name))
+                    && !token_mount(&entry(&reapplied.update["object"], "containers", name)),
+                "{} is not a re-applied sidecar without its token mount",
+                name
+            );
+        }
+        for mode in ["warn", "reject"] {
+            let mut settings = case.settings.clone();
+            settings["legacySidecars"] = json!(mode);
+            let answer = native(&reapplied.update, &settings);
+            prop_assert!(
+                accepted(&answer) && mutated_object(&answer).is_none(),
+                "with legacySidecars: {}, the re-applied Pod is not accepted untouched: {}",
+                mode,
+                answer
+            );
+        }
+        NAKED_POD.exercised();
+        if without_switches {
+            NAKED_POD_NO_SWITCHES.exercised();
+        }
+        Ok(())
+    });
+    NAKED_POD.report(20);
+    NAKED_POD_NO_SWITCHES.report(5);
 }
 
 // ---------------------------------------------------------------------------
