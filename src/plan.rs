@@ -121,14 +121,17 @@ impl Changes {
     /// JSON pointer) and removes `lifecycle.type` from every container, as a
     /// mutated object never carries the marker (SPEC §4).
     pub fn apply(self, object: &mut Value, pod_spec: &str) {
-        for SetAnnotation {
-            metadata,
-            key,
-            value,
-        } in self.annotations
-        {
+        // One pointer look-up per metadata (it allocates), not per annotation.
+        let mut pending = self.annotations;
+        while let Some(metadata) = pending.first().map(|first| first.metadata) {
+            let (here, rest) = pending
+                .into_iter()
+                .partition::<Vec<_>, _>(|set| set.metadata == metadata);
+            pending = rest;
             if let Some(annotations) = object.pointer_mut(metadata).and_then(annotations_mut) {
-                annotations.insert(key, Value::String(value));
+                for SetAnnotation { key, value, .. } in here {
+                    annotations.insert(key, Value::String(value));
+                }
             }
         }
         let Some(Value::Object(spec)) = object.pointer_mut(pod_spec) else {

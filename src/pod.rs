@@ -169,9 +169,9 @@ impl<'a> PodView<'a> {
         let init_containers = read_list(spec, List::InitContainers, &spec_path, &mut problems);
         let (by_name, reapplied) =
             index_by_name(&containers, &init_containers, &spec_path, &mut problems);
-        let annotations = read_annotations(object, workload, &mut problems);
-        let labels = object
-            .pointer(workload.pod_metadata)
+        let metadata = object.pointer(workload.pod_metadata);
+        let annotations = read_annotations(metadata, workload, &mut problems);
+        let labels = metadata
             .and_then(|metadata| metadata.get("labels"))
             .and_then(Value::as_object);
         let job_template = workload.job_template_metadata.and_then(|pointer| {
@@ -382,24 +382,25 @@ fn index_by_name<'a>(
     (by_name, reapplied)
 }
 
+/// The annotations of the pod (template) `metadata`, checked to be strings.
 fn read_annotations<'a>(
-    object: &'a Value,
+    metadata: Option<&'a Value>,
     workload: Workload,
     problems: &mut Vec<Malformed>,
 ) -> Option<&'a Map<String, Value>> {
-    let path = format!("{}.annotations", field_path(workload.pod_metadata));
-    let annotations = match object.pointer(workload.pod_metadata)?.get("annotations")? {
+    let path = || format!("{}.annotations", field_path(workload.pod_metadata));
+    let annotations = match metadata?.get("annotations")? {
         Value::Object(annotations) => annotations,
         Value::Null => return None,
         _ => {
-            problems.push(malformed(&path, "must be a map of strings"));
+            problems.push(malformed(&path(), "must be a map of strings"));
             return None;
         }
     };
     for (key, value) in annotations {
         if !value.is_string() {
             problems.push(malformed(
-                &format!("{path}[{key:?}]"),
+                &format!("{}[{key:?}]", path()),
                 format!("must be a string, got {value}"),
             ));
         }
