@@ -194,6 +194,21 @@ pub fn fixture(name: &str) -> Value {
     request
 }
 
+/// Suffix of the optional file beside a request that lists the settings to
+/// evaluate it with (test_data/README.md).
+pub const SETTINGS_SUFFIX: &str = ".settings.json";
+
+/// Suffix of the file beside a request that records the policy's answers.
+pub const GOLDEN_SUFFIX: &str = ".golden.json";
+
+/// Whether a file name of test_data/ is a request's, not one of the files
+/// beside it.
+pub fn is_request_file(file_name: &str) -> bool {
+    file_name.ends_with(".json")
+        && !file_name.ends_with(SETTINGS_SUFFIX)
+        && !file_name.ends_with(GOLDEN_SUFFIX)
+}
+
 /// Where the pod spec lives in an object of the given kind.
 pub fn pod_spec_pointer(kind: &str) -> &'static str {
     match kind {
