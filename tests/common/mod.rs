@@ -505,11 +505,6 @@ impl Outcome {
             })
     }
 
-    /// `terminationGracePeriodSeconds` of the pod spec, if present.
-    pub fn tgps(&self) -> Option<&Value> {
-        self.pod_spec().get("terminationGracePeriodSeconds")
-    }
-
     /// The answer in a few lines, for failure messages: the verdict, the
     /// message, the warnings and what the mutation changed.
     fn summary(&self) -> String {
@@ -527,15 +522,6 @@ impl Outcome {
             )));
         }
         summary
-    }
-
-    #[track_caller]
-    pub fn assert_accepted_untouched(&self) {
-        assert!(
-            self.accepted() && self.mutated().is_none(),
-            "expected the request to be accepted untouched, got\n{}",
-            self.summary()
-        );
     }
 
     /// The names of both container lists of the resulting pod, in order.
@@ -559,45 +545,6 @@ impl Outcome {
     pub fn assert_mutated(&self) -> &Value {
         self.mutated()
             .unwrap_or_else(|| panic!("expected a mutation, got\n{}", self.summary()))
-    }
-
-    /// Asserts a rejection whose message contains every fragment.
-    #[track_caller]
-    pub fn assert_rejected_with(&self, fragments: &[&str]) {
-        assert!(
-            !self.accepted(),
-            "expected a rejection, got\n{}",
-            self.summary()
-        );
-        let missing: Vec<&&str> = fragments
-            .iter()
-            .filter(|fragment| !self.message().contains(**fragment))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "the rejection message lacks {missing:?}:\n{}",
-            self.message()
-        );
-    }
-
-    #[track_caller]
-    pub fn assert_warning_containing(&self, fragment: &str) {
-        assert!(
-            self.warnings()
-                .iter()
-                .any(|warning| warning.contains(fragment)),
-            "no warning contains {fragment:?}; got\n{}",
-            self.summary()
-        );
-    }
-
-    #[track_caller]
-    pub fn assert_no_warnings(&self) {
-        assert!(
-            self.warnings().is_empty(),
-            "expected no warnings, got\n{}",
-            self.summary()
-        );
     }
 }
 
