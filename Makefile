@@ -142,7 +142,7 @@ test: fmt lint policy.wasm test-e2e
 # goldens is the code that writes them. Review `git diff test_data/` after.
 .PHONY: goldens
 goldens: policy.wasm
-	UPDATE_GOLDENS=1 POLICY_WASM=$(CURDIR)/policy.wasm cargo test $(CARGO_FLAGS) --test goldens
+	UPDATE_GOLDENS=1 POLICY_WASM=$(CURDIR)/policy.wasm cargo test $(CARGO_FLAGS) --test goldens -- --nocapture
 
 # e2e.bats as `make test` runs it. It needs bats and jq: without either it is
 # skipped with one line. With kwctl it runs as `make e2e-tests`; without kwctl

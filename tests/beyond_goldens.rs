@@ -89,20 +89,20 @@ fn assert_istio_proxy_converted(outcome: &Outcome, init: &[&str], containers: &[
     outcome.assert_native_sidecar("istio-proxy");
     let pointer = format!(
         "{}/annotations/sidecar.istio.io~1status",
-        pod_metadata_pointer(outcome.request["kind"]["kind"].as_str().unwrap())
+        pod_metadata_pointer(kind_of(&outcome.request))
     );
-    let record: Value = serde_json::from_str(
-        outcome
-            .object()
-            .pointer(&pointer)
-            .unwrap()
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let record = outcome
+        .object()
+        .pointer(&pointer)
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .unwrap_or_else(|| panic!("no JSON record at {pointer}"));
     assert_eq!(
-        record["initContainers"].as_array().unwrap().last(),
-        Some(&json!("istio-proxy"))
+        record["initContainers"]
+            .as_array()
+            .and_then(|names| names.last()),
+        Some(&json!("istio-proxy")),
+        "{record}"
     );
 }
 
