@@ -3,6 +3,7 @@
 #   make quickstart      build the policy and evaluate every request of test_data/
 #   make test            every test: rustfmt check, clippy, e2e.bats (skipped
 #                        without kwctl), unit, Wasm host and property tests
+#   make goldens         rewrite test_data/*.golden.json from the compiled module
 #   make e2e-tests       bats e2e.bats against the annotated module (needs kwctl, bats)
 #   make release-e2e-tests  annotate, push to a local registry, pull, run from
 #                        registry:// and serve through policy-server (e2e-release.bats)
@@ -43,6 +44,8 @@ REGISTRY ?=
 OCI_REPOSITORY ?= policies/sidecar-lifecycle
 
 SOURCE_FILES := $(shell find src -name '*.rs' 2>/dev/null)
+# The AdmissionRequests of test_data/, without the settings and goldens beside them.
+REQUEST_FILES = $(filter-out %.settings.json %.golden.json,$(wildcard test_data/*.json))
 
 # A recipe line that fails with a clear message when kwctl is missing.
 REQUIRE_KWCTL = @command -v $(KWCTL) >/dev/null 2>&1 || { \
@@ -134,6 +137,13 @@ lint:
 test: fmt lint policy.wasm test-e2e
 	POLICY_WASM=$(CURDIR)/policy.wasm cargo test $(CARGO_FLAGS) --lib --tests
 
+# Rewrites every test_data/<scenario>.golden.json from the compiled module:
+# the golden test itself, in update mode, so that the code that checks the
+# goldens is the code that writes them. Review `git diff test_data/` after.
+.PHONY: goldens
+goldens: policy.wasm
+	UPDATE_GOLDENS=1 POLICY_WASM=$(CURDIR)/policy.wasm cargo test $(CARGO_FLAGS) --test goldens -- --nocapture
+
 # e2e.bats as `make test` runs it. It needs bats and jq: without either it is
 # skipped with one line. With kwctl it runs as `make e2e-tests`; without kwctl
 # it still runs and reports each test as skipped, with the reason.
@@ -198,7 +208,7 @@ artifacthub: check-version
 # profile, once; `make test` reuses them.
 .PHONY: quickstart
 quickstart: first-run-note policy.wasm
-	POLICY_WASM=$(CURDIR)/policy.wasm cargo run --example evaluate -- test_data/*.json
+	POLICY_WASM=$(CURDIR)/policy.wasm cargo run --example evaluate -- $(REQUEST_FILES)
 
 .PHONY: first-run-note
 first-run-note:

@@ -4,7 +4,7 @@
 //! added, grace period old -> new, annotations), the warnings and the JSON
 //! Patch a cluster would receive.
 //!
-//!     cargo run --example evaluate -- [--settings '<json>'] test_data/*.json
+//!     cargo run --example evaluate -- [--settings '<json>'] test_data/<scenario>.json...
 //!
 //! The module is `POLICY_WASM` when set (make quickstart sets it to
 //! policy.wasm), else it is built from this working tree.

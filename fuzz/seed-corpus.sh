@@ -33,6 +33,7 @@ invalid_settings=(
 
 count=0
 for fixture in "$test_data"/*.json; do
+  case "$fixture" in *.settings.json | *.golden.json) continue ;; esac
   name="$(basename "$fixture" .json)"
   for i in "${!settings_list[@]}"; do
     jq -c --argjson settings "${settings_list[$i]}" '{request: ., settings: $settings}' \

@@ -515,3 +515,14 @@ fn settings_that_are_not_an_object() {
     assert_eq!(verdict["valid"], json!(false), "{verdict}");
     assert_still_answers(&policy);
 }
+
+#[test]
+fn invalid_settings_reach_validate_as_a_rejection_not_a_trap() {
+    // as when a host skips validate_settings
+    let policy = Policy::new();
+    let request = pod_request(json!({"containers": [{"name": "app"}, {"name": "istio-proxy"}]}));
+    let settings = json!({"legacySidecars": "nope"});
+    let response = validate(&policy, "legacySidecars nope", &request, &settings);
+    assert_rejected_with(&response, &["legacySidecars"]);
+    assert_still_answers(&policy);
+}

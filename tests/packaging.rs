@@ -372,7 +372,7 @@ fn validate_only_examples_never_mutate() {
             std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data")).unwrap()
         {
             let file = entry.unwrap().file_name().to_string_lossy().into_owned();
-            if !file.ends_with(".json") {
+            if !common::is_request_file(&file) {
                 continue;
             }
             let response = policy.validate(&common::fixture(&file), &settings);

@@ -220,7 +220,8 @@ struct Input {
     edits: Vec<Edit>,
 }
 
-/// Every request of test_data/, loaded once.
+/// Every request of test_data/ (not the settings and goldens beside them),
+/// loaded once.
 fn fixtures() -> &'static [Value] {
     static FIXTURES: OnceLock<Vec<Value>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
@@ -228,7 +229,15 @@ fn fixtures() -> &'static [Value] {
         let mut paths: Vec<_> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| {
+                        name.ends_with(".json")
+                            && !name.ends_with(".settings.json")
+                            && !name.ends_with(".golden.json")
+                    })
+            })
             .collect();
         paths.sort();
         paths
