@@ -23,7 +23,12 @@ use crate::settings::{GraceSettings, OnViolation, Settings};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Budget {
     pub seconds: u64,
+    /// The arithmetic, naming each share a sidecar's own flag sets: for
+    /// rejections, which the user must act on.
     pub explanation: String,
+    /// The same with the flagged shares summed, short enough for a warning
+    /// (SPEC §8: under 120 characters where possible).
+    pub summary: String,
 }
 
 /// Computes the budget; `None` when the pod has no native sidecars, as
@@ -52,12 +57,14 @@ pub fn budget(layout: &Layout, grace: &GraceSettings) -> Option<Budget> {
     let each = grace.sidecar_shutdown_seconds;
     let mut with_each = 0u64;
     let mut flagged = Vec::new();
+    let mut flagged_seconds = 0u64;
     let mut shares = 0u64;
     for sidecar in &layout.native_sidecars {
-        match own_shutdown_seconds(sidecar).filter(|(_, seconds)| *seconds > each) {
-            Some((flag, seconds)) => {
-                shares = shares.saturating_add(seconds);
-                flagged.push(format!("{seconds} s for {} ({flag})", sidecar.name));
+        match own_shutdown_seconds(sidecar).filter(|share| share.seconds > each) {
+            Some(share) => {
+                shares = shares.saturating_add(share.seconds);
+                flagged_seconds = flagged_seconds.saturating_add(share.seconds);
+                flagged.push((sidecar.name, share));
             }
             None => {
                 shares = shares.saturating_add(each);
@@ -70,18 +77,40 @@ pub fn budget(layout: &Layout, grace: &GraceSettings) -> Option<Budget> {
         1 => parts.push(format!("{each} s for 1 sidecar")),
         _ => parts.push(format!("{each} s for each of {with_each} sidecars")),
     }
-    parts.append(&mut flagged);
+    let mut explanation = parts.clone();
+    explanation.extend(flagged.iter().map(|(name, share)| {
+        format!(
+            "{} s for {name} ({} {})",
+            share.seconds, share.flag, share.seconds
+        )
+    }));
+    let mut summary = parts;
+    match flagged.as_slice() {
+        [] => {}
+        [(name, share)] => summary.push(format!("{} s by {name}'s shutdown flag", share.seconds)),
+        _ => summary.push(format!(
+            "{flagged_seconds} s by {} sidecars' shutdown flags",
+            flagged.len()
+        )),
+    }
     Some(Budget {
         seconds: app_part.max(sidecar_part).saturating_add(shares),
-        explanation: parts.join(" + "),
+        explanation: explanation.join(" + "),
+        summary: summary.join(" + "),
     })
+}
+
+/// A sidecar's own shutdown time, and its flag as written (`-flag`).
+struct OwnShutdown<'a> {
+    flag: &'a str,
+    seconds: u64,
 }
 
 /// The shutdown time a sidecar's own flag sets (SPEC §3.1, §6): the flag
 /// its catalogue entry names, as `-flag N`, `-flag=N` or with `--`, in
 /// `command` then `args`; the last occurrence counts, and a value that is
-/// not a non-negative integer sets nothing. With the flag as it was written.
-fn own_shutdown_seconds(sidecar: &Container) -> Option<(String, u64)> {
+/// not a non-negative integer sets nothing.
+fn own_shutdown_seconds<'a>(sidecar: &Container<'a>) -> Option<OwnShutdown<'a>> {
     let flag = catalogue::entry_of(sidecar.name)?.shutdown_flag?;
     let words: Vec<&str> = sidecar.command().chain(sidecar.args()).collect();
     let mut last = None;
@@ -101,7 +130,10 @@ fn own_shutdown_seconds(sidecar: &Container) -> Option<(String, u64)> {
     let (written, value) = last?;
     let is_integer = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
     let seconds = value.parse().ok().filter(|_| is_integer)?;
-    Some((format!("{written} {seconds}"), seconds))
+    Some(OwnShutdown {
+        flag: written,
+        seconds,
+    })
 }
 
 /// The container with the longest non-zero preStop, and its seconds.
@@ -160,12 +192,15 @@ pub fn plan(
     let min = grace.min_seconds.unwrap_or(0);
     let (target, reason) = if current < needed.max(min) {
         let reason = match &budget {
-            Some(budget) if needed >= min => budget.explanation.clone(),
-            _ => format!("terminationGracePeriod.minSeconds {min}"),
+            Some(budget) if needed >= min => Reason::Budget(budget),
+            _ => Reason::Bound(format!("terminationGracePeriod.minSeconds {min}")),
         };
         (needed.max(min), reason)
     } else if let Some(max) = grace.max_seconds.filter(|max| current > *max) {
-        (max, format!("terminationGracePeriod.maxSeconds {max}"))
+        (
+            max,
+            Reason::Bound(format!("terminationGracePeriod.maxSeconds {max}")),
+        )
     } else {
         return None;
     };
@@ -182,22 +217,47 @@ pub fn plan(
             "at most"
         };
         findings.violation(format!(
-            "{field} is {} but must be {bound} {target} ({reason}); set it to {target}",
-            shown(view.grace_period)
+            "{field} is {} but must be {bound} {target} ({}); set it to {target}",
+            shown(view.grace_period),
+            reason.explained()
         ));
         return None;
     }
     if let Some(conflict) = sleep_above(view, target) {
         findings.violation(format!(
-            "{conflict} is above the {target} s the policy would set {field} to ({reason}); lower the sleep"
+            "{conflict} is above the {target} s the policy would set {field} to ({}); lower the sleep",
+            reason.explained()
         ));
         return None;
     }
     findings.changed(format!(
-        "{verb} terminationGracePeriodSeconds {} -> {target}: {reason}",
-        shown(view.grace_period)
+        "{verb} terminationGracePeriodSeconds {} -> {target}: {}",
+        shown(view.grace_period),
+        reason.summarized()
     ));
     Some(target)
+}
+
+/// Why the grace period must change.
+enum Reason<'b> {
+    Budget(&'b Budget),
+    Bound(String),
+}
+
+impl Reason<'_> {
+    fn explained(&self) -> &str {
+        match self {
+            Reason::Budget(budget) => &budget.explanation,
+            Reason::Bound(bound) => bound,
+        }
+    }
+
+    fn summarized(&self) -> &str {
+        match self {
+            Reason::Budget(budget) => &budget.summary,
+            Reason::Bound(bound) => bound,
+        }
+    }
 }
 
 /// The first preStop or postStart `sleep.seconds` above `limit`, on any
@@ -267,7 +327,32 @@ mod tests {
         assert_eq!(
             findings.warnings(),
             [
-                "raised terminationGracePeriodSeconds 30 -> 60: web preStop 10 s + 5 s for 1 sidecar + 45 s for consul-dataplane (-shutdown-grace-period-seconds 45)"
+                "raised terminationGracePeriodSeconds 30 -> 60: web preStop 10 s + 5 s for 1 sidecar + 45 s by consul-dataplane's shutdown flag"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rejection_names_each_share_a_flag_sets_and_a_warning_sums_them() {
+        let spec = json!({"terminationGracePeriodSeconds": 30, "containers": [{"name": "payments"},
+            {"name": "consul-dataplane-payments-api", "args": ["-shutdown-grace-period-seconds=30"]},
+            {"name": "consul-dataplane-payments-admin", "args": ["--shutdown-grace-period-seconds", "20"]}]});
+        let (planned, findings) = grace(spec.clone(), json!({}));
+        assert_eq!(planned, Some(50));
+        assert_eq!(
+            findings.warnings(),
+            ["raised terminationGracePeriodSeconds 30 -> 50: 50 s by 2 sidecars' shutdown flags"]
+        );
+        let (_, findings) = grace(
+            spec,
+            json!({"terminationGracePeriod": {"onViolation": "reject"}}),
+        );
+        assert_eq!(
+            findings.violations,
+            [
+                "spec.terminationGracePeriodSeconds is 30 but must be at least 50 (30 s for consul-dataplane-payments-api \
+              (-shutdown-grace-period-seconds 30) + 20 s for consul-dataplane-payments-admin (--shutdown-grace-period-seconds 20)); \
+              set it to 50"
             ]
         );
     }

@@ -218,8 +218,24 @@ fn linkerd_opt_out_is_false_under_any_of_its_three_prefixes() {
     ] {
         let key = format!("{prefix}/proxy-enable-native-sidecar");
         for value in ["false", " false "] {
-            let outcome = evaluate_request(linkerd_opt_out(&key, Some(value)), defaults());
+            // Without the native switches (SPEC §4), whose own rule the
+            // goldens show, the opted-out Pod is left as it is.
+            let no_switches = json!({"nativeInjection": false});
+            let outcome = evaluate_request(linkerd_opt_out(&key, Some(value)), no_switches);
             assert_untouched_and_silent(&outcome, &format!("{key}: {value:?}"));
+            // The key is Linkerd's switch as well: it gets no second one.
+            let outcome = evaluate_request(linkerd_opt_out(&key, Some(value)), defaults());
+            let annotations =
+                &outcome.mutated().expect("the other switches")["metadata"]["annotations"];
+            assert_eq!(annotations[&key], json!(value), "{key}");
+            let linkerd_keys = annotations
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| k.ends_with("/proxy-enable-native-sidecar"))
+                .count();
+            assert_eq!(linkerd_keys, 1, "{key}: {annotations}");
+            assert!(outcome.warnings().is_empty(), "{key}");
         }
         let outcome = evaluate_request(linkerd_opt_out(&key, Some("true")), defaults());
         outcome.assert_order(&["linkerd-init", "linkerd-proxy"], &["quotes"]);
