@@ -2203,6 +2203,19 @@ struct Reapplied {
     update: Value,
 }
 
+/// The names of `list` of the pod spec at `pointer`, in order; entries
+/// without a string name are left out.
+fn list_names(object: &Value, pointer: &str, list: &str) -> Vec<String> {
+    object
+        .pointer(pointer)
+        .and_then(|spec| spec.get(list))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
 /// Sends `manifest` applied over `stored` as an UPDATE (same kind as
 /// `request`, `oldObject` the stored object) and checks the answer: accepted;
 /// with no sidecar re-applied (nothing was converted) untouched, otherwise
@@ -2214,16 +2227,7 @@ fn re_apply(
     stored: &Value,
     pointer: &str,
 ) -> Result<Reapplied, TestCaseError> {
-    let names = |object: &Value, list: &str| -> Vec<String> {
-        object
-            .pointer(pointer)
-            .and_then(|spec| spec.get(list))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
-            .collect()
-    };
+    let names = |object: &Value, list: &str| list_names(object, pointer, list);
     let stored_regular = names(stored, "containers");
     let reapplied_names: Vec<String> = names(manifest, "containers")
         .into_iter()
@@ -2705,16 +2709,7 @@ fn a_moved_sidecar_stands_after_each_of_its_setup_containers() {
             return Ok(());
         };
         let pointer = case_pod_spec_pointer(&case)?;
-        let names = |object: &Value, list: &str| -> Vec<String> {
-            object
-                .pointer(pointer)
-                .and_then(|spec| spec.get(list))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        };
+        let names = |object: &Value, list: &str| list_names(object, pointer, list);
         let request_init = names(&case.request["object"], "initContainers");
         let init_after = names(mutated, "initContainers");
         let moved: Vec<String> = names(&case.request["object"], "containers")
