@@ -57,13 +57,11 @@ pub fn budget(layout: &Layout, grace: &GraceSettings) -> Option<Budget> {
     let each = grace.sidecar_shutdown_seconds;
     let mut with_each = 0u64;
     let mut flagged = Vec::new();
-    let mut flagged_seconds = 0u64;
     let mut shares = 0u64;
     for sidecar in &layout.native_sidecars {
         match own_shutdown_seconds(sidecar).filter(|share| share.seconds > each) {
             Some(share) => {
                 shares = shares.saturating_add(share.seconds);
-                flagged_seconds = flagged_seconds.saturating_add(share.seconds);
                 flagged.push((sidecar.name, share));
             }
             None => {
@@ -89,7 +87,10 @@ pub fn budget(layout: &Layout, grace: &GraceSettings) -> Option<Budget> {
         [] => {}
         [(name, share)] => summary.push(format!("{} s by {name}'s shutdown flag", share.seconds)),
         _ => summary.push(format!(
-            "{flagged_seconds} s by {} sidecars' shutdown flags",
+            "{} s by {} sidecars' shutdown flags",
+            flagged
+                .iter()
+                .fold(0u64, |sum, (_, share)| sum.saturating_add(share.seconds)),
             flagged.len()
         )),
     }
